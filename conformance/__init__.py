@@ -1,0 +1,1 @@
+"""The conformance suite users run against a quantized Whisper checkpoint."""

@@ -1,0 +1,107 @@
+"""The `transformers` backend: batched greedy decoding with `WhisperForConditionalGeneration`."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from pytest_whisperq.audio import TARGET_RATE, check_duration
+from pytest_whisperq.backends import Hypothesis
+from pytest_whisperq.errors import BackendError, WhisperqError
+
+if TYPE_CHECKING:
+    from pytest_whisperq.data import Utterance
+    from pytest_whisperq.models.resolve import ResolvedModel
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise BackendError("--whisperq-device=cuda but torch sees no CUDA device; use --whisperq-device=cpu or auto")
+    return requested
+
+
+def resolve_dtype(requested: str, device: str) -> str:
+    if requested == "auto":
+        return "float16" if device == "cuda" else "float32"
+    return requested
+
+
+def quantization_method(config: dict[str, Any]) -> str | None:
+    block = config.get("quantization_config") or config.get("compression_config")
+    return block.get("quant_method", "compressed-tensors") if isinstance(block, dict) else None
+
+
+class TransformersBackend:
+    name = "transformers"
+
+    def __init__(self, model: ResolvedModel, device: str = "auto", dtype: str = "auto", batch_size: int = 8,
+                 language: str = "en") -> None:
+        import torch
+        from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+        self.model = model
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.batch_size = batch_size
+        self.language = language
+        config = json.loads((model.path / "config.json").read_text())
+        kwargs: dict[str, Any] = {"dtype": getattr(torch, self.dtype), "trust_remote_code": False,
+                                  "use_safetensors": any(model.path.glob("*.safetensors"))}
+        method = quantization_method(config)
+        if method == "compressed-tensors":
+            from transformers import CompressedTensorsConfig
+
+            # generate() calls the encoder directly, which fails on still-compressed Linears
+            # (transformers 5.17 / compressed-tensors 0.19); decompress at load instead.
+            kwargs["quantization_config"] = CompressedTensorsConfig(dequantize=True)
+        elif method is not None:
+            raise BackendError(f"{model.label}: quantization method {method!r} is not supported; expected compressed-tensors")
+        try:
+            self.processor = WhisperProcessor.from_pretrained(str(model.path), trust_remote_code=False)
+            self.whisper = WhisperForConditionalGeneration.from_pretrained(str(model.path), **kwargs)
+        except WhisperqError:
+            raise
+        except (OSError, ValueError, RuntimeError, KeyError) as error:
+            raise BackendError(f"{model.label}: transformers could not load the checkpoint: {error}") from error
+        self.whisper.to(self.device).eval()
+        self.multilingual = bool(getattr(self.whisper.generation_config, "is_multilingual", False))
+
+    def _generate_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"do_sample": False, "num_beams": 1, "return_timestamps": False}
+        if self.multilingual:  # English-only models reject language/task arguments
+            kwargs.update(language=self.language, task="transcribe")
+        return kwargs
+
+    def transcribe(self, utterances: Sequence[Utterance]) -> list[Hypothesis]:
+        import torch
+
+        for utterance in utterances:
+            check_duration(utterance.audio, utterance.id)
+        hypotheses: list[Hypothesis] = []
+        tokenizer = self.processor.tokenizer
+        for start in range(0, len(utterances), self.batch_size):
+            batch = utterances[start : start + self.batch_size]
+            features = self.processor.feature_extractor(
+                [u.audio for u in batch], sampling_rate=TARGET_RATE, return_tensors="pt", return_attention_mask=True
+            )
+            inputs = features.input_features.to(self.device, dtype=getattr(torch, self.dtype))
+            mask = features.attention_mask.to(self.device)
+            began = time.perf_counter()
+            with torch.inference_mode():
+                output = self.whisper.generate(inputs, attention_mask=mask, **self._generate_kwargs())
+            if self.device == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - began
+            sequences = output.sequences if hasattr(output, "sequences") else output
+            special = set(tokenizer.all_special_ids)
+            for utterance, row in zip(batch, sequences.tolist()):
+                tokens = tuple(t for t in row if t not in special)
+                text = tokenizer.decode(row, skip_special_tokens=True).strip()
+                hypotheses.append(Hypothesis(utterance.id, text, tokens, seconds, len(batch)))
+        return hypotheses

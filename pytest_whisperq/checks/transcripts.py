@@ -1,0 +1,110 @@
+"""Word error rate of transcripts against references, per utterance and per subset."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pytest_whisperq.results import CheckResult
+from pytest_whisperq.text import Normalizer
+
+
+@dataclass(frozen=True)
+class UtteranceErrors:
+    id: str
+    subset: str
+    reference: str
+    hypothesis: str
+    errors: int  # substitutions + deletions + insertions, after normalisation
+    words: int  # normalised reference words
+
+    @property
+    def wer(self) -> float:
+        return self.errors / self.words if self.words else float(self.errors > 0)
+
+
+@dataclass(frozen=True)
+class WerReport:
+    utterances: tuple[UtteranceErrors, ...]
+
+    @property
+    def errors(self) -> int:
+        return sum(u.errors for u in self.utterances)
+
+    @property
+    def words(self) -> int:
+        return sum(u.words for u in self.utterances)
+
+    @property
+    def wer_percent(self) -> float:
+        return 100.0 * self.errors / self.words if self.words else 0.0
+
+    def subsets(self) -> list[str]:
+        return sorted({u.subset for u in self.utterances})
+
+    def subset(self, name: str) -> WerReport:
+        return WerReport(tuple(u for u in self.utterances if u.subset == name))
+
+    def worst(self, count: int = 5) -> list[UtteranceErrors]:
+        return sorted(self.utterances, key=lambda u: (-u.errors, u.id))[:count]
+
+
+def word_errors(reference: str, hypothesis: str) -> int:
+    """Levenshtein distance over words (jiwer), for already normalised texts."""
+    import jiwer
+
+    ref_words, hyp_words = reference.split(), hypothesis.split()
+    if not ref_words:
+        return len(hyp_words)
+    if not hyp_words:
+        return len(ref_words)
+    output = jiwer.process_words(reference, hypothesis)
+    return output.substitutions + output.deletions + output.insertions
+
+
+def measure_wer(
+    ids: Sequence[str],
+    subsets: Sequence[str],
+    references: Sequence[str],
+    hypotheses: Sequence[str],
+    normalize: Normalizer,
+) -> WerReport:
+    if not (len(ids) == len(subsets) == len(references) == len(hypotheses)):
+        raise ValueError("ids, subsets, references and hypotheses must have the same length")
+    rows = []
+    for uid, subset, reference, hypothesis in zip(ids, subsets, references, hypotheses):
+        ref, hyp = normalize(reference), normalize(hypothesis)
+        rows.append(UtteranceErrors(uid, subset, reference, hypothesis, word_errors(ref, hyp), len(ref.split())))
+    return WerReport(tuple(rows))
+
+
+def check_wer_ceiling(report: WerReport, max_wer_percent: float, label: str) -> CheckResult:
+    """The WER on `report` must not exceed an absolute ceiling (a sanity floor on quality)."""
+    observed = round(report.wer_percent, 2)
+    ok = observed <= max_wer_percent
+    evidence = [
+        f"{u.id}: {u.errors} errors / {u.words} words | ref: {u.reference!r} | hyp: {u.hypothesis!r}"
+        for u in report.worst(5) if u.errors
+    ]
+    return CheckResult(
+        name=f"wer[{label}]",
+        ok=ok,
+        observed=observed,
+        limit=max_wer_percent,
+        unit="%",
+        detail=f"{report.errors} word errors in {report.words} reference words, {len(report.utterances)} utterances",
+        evidence=evidence if not ok else evidence[:3],
+    )
+
+
+def check_non_empty(report: WerReport) -> CheckResult:
+    """Every utterance whose reference has words must get a non-empty transcript."""
+    empty = [u for u in report.utterances if u.words and not u.hypothesis.strip()]
+    return CheckResult(
+        name="non_empty_transcripts",
+        ok=not empty,
+        observed=len(empty),
+        limit=0,
+        detail=f"{len(empty)} of {len(report.utterances)} transcripts are empty",
+        evidence=[f"{u.id} ({u.subset}): reference {u.reference!r}" for u in empty],
+    )

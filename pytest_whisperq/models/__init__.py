@@ -1,0 +1,1 @@
+"""Model specs, their resolution to local checkpoints, and the built-in models."""

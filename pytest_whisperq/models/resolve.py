@@ -1,0 +1,97 @@
+"""Turn a `ModelSpec` into a local checkpoint directory that is safe to load."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_whisperq.cache import Cache
+from pytest_whisperq.errors import CheckpointError, ModelResolutionError
+from pytest_whisperq.models.builtin import BUILTINS, materialize
+from pytest_whisperq.models.spec import ModelSpec
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# What a Whisper checkpoint needs from the hub; pickled weights only when allowed.
+HUB_FILES = ("*.json", "*.safetensors", "*.txt", "*.tiktoken")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    spec: ModelSpec
+    path: Path
+    revision: str | None = None  # the commit a hub revision resolved to
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec.raw} ({self.path})" if self.spec.kind != "local" else str(self.path)
+
+
+def resolve(spec: ModelSpec, cache: Cache, allow_pickle: bool = False) -> ResolvedModel:
+    if spec.kind == "builtin":
+        return ResolvedModel(spec, materialize(BUILTINS[spec.value], cache))
+    if spec.kind == "hub":
+        path, commit = _download_from_hub(spec, allow_pickle)
+        validate_checkpoint_dir(path, allow_pickle, spec.raw)
+        return ResolvedModel(spec, path, commit)
+    path = Path(spec.value)
+    validate_checkpoint_dir(path, allow_pickle, spec.raw)
+    return ResolvedModel(spec, path)
+
+
+def validate_checkpoint_dir(path: Path, allow_pickle: bool, name: str) -> None:
+    """A loadable Whisper checkpoint: config.json of model_type whisper and safe weights."""
+    if not path.is_dir():
+        raise CheckpointError(f"{name}: {path} is not a directory")
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{name}: no config.json in {path}; is this a Hugging Face checkpoint directory?")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{name}: {config_path} is not valid JSON ({error})") from None
+    if not isinstance(config, dict) or config.get("model_type") != "whisper":
+        found = config.get("model_type") if isinstance(config, dict) else type(config).__name__
+        raise CheckpointError(f"{name}: config.json has model_type {found!r}, expected 'whisper'")
+    safetensors = list(path.glob("*.safetensors"))
+    pickles = [p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES and p.is_file()]
+    if not safetensors:
+        if pickles and not allow_pickle:
+            raise CheckpointError(
+                f"{name}: only pickled weights ({', '.join(p.name for p in pickles)}) in {path}; pickles can "
+                "run code when loaded. Convert them to safetensors, or pass --whisperq-allow-pickle if you trust them"
+            )
+        if not pickles:
+            raise CheckpointError(f"{name}: no weights (*.safetensors) in {path}")
+
+
+def _download_from_hub(spec: ModelSpec, allow_pickle: bool) -> tuple[Path, str | None]:
+    """The real hub path: `snapshot_download`, which honours HF_HUB_OFFLINE and HF_HOME."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    patterns = list(HUB_FILES) + (["*" + s for s in PICKLE_SUFFIXES] if allow_pickle else [])
+    revision = spec.revision or "main"
+    try:
+        path = Path(snapshot_download(spec.value, revision=revision, allow_patterns=patterns))
+    except GatedRepoError:
+        raise ModelResolutionError(f"{spec.raw}: the repository is gated; log in (HF_TOKEN) with access to it") from None
+    except RepositoryNotFoundError:
+        raise ModelResolutionError(f"{spec.raw}: no such model repository on the hub (or it is private: set HF_TOKEN)") from None
+    except RevisionNotFoundError:
+        raise ModelResolutionError(f"{spec.raw}: revision {revision!r} does not exist in {spec.value}") from None
+    except LocalEntryNotFoundError:
+        raise ModelResolutionError(
+            f"{spec.raw}: not in the local Hugging Face cache and the hub cannot be reached (offline: "
+            "HF_HUB_OFFLINE is set or the network is down). Download it once with network access, or "
+            "pass a local directory"
+        ) from None
+    except OSError as error:  # network errors surface as OSError subclasses (requests/httpx)
+        raise ModelResolutionError(f"{spec.raw}: could not download from the hub: {error}") from None
+    commit = path.name if path.parent.name == "snapshots" else None
+    return path, commit

@@ -1,0 +1,50 @@
+"""What a user may name as a model: a built-in, a local directory, or a hub id[@revision]."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pytest_whisperq.errors import ConfigError
+from pytest_whisperq.models.builtin import BUILTINS
+
+_HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*)(?:@(?P<rev>[A-Za-z0-9][A-Za-z0-9_./-]*))?$")
+_PATH_PREFIXES = ("/", "./", "../", "~", ".\\", "..\\")
+
+HINT = (
+    "a local Hugging Face directory, a hub id org/name[@revision], or a built-in: "
+    + ", ".join(sorted(BUILTINS))
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    raw: str
+    kind: Literal["builtin", "local", "hub"]
+    value: str  # built-in name, absolute path, or repo id
+    revision: str | None = None
+
+    def __str__(self) -> str:
+        return self.raw
+
+
+def parse_model_spec(raw: str) -> ModelSpec:
+    """Classify `raw`; raise `ConfigError` with what to pass instead when it is not usable."""
+    text = raw.strip()
+    if not text:
+        raise ConfigError(f"empty model name; pass {HINT}")
+    if text in BUILTINS:
+        return ModelSpec(text, "builtin", text)
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ConfigError(f"{text} is a file; pass the checkpoint's directory (the one holding config.json)")
+        return ModelSpec(text, "local", str(path.resolve()))
+    if text.startswith(_PATH_PREFIXES) or text.count("/") > 1 or "\\" in text:
+        raise ConfigError(f"model directory {text} does not exist")
+    match = _HUB_ID.match(text)
+    if match and ".." not in text:
+        return ModelSpec(text, "hub", match["repo"], match["rev"])
+    raise ConfigError(f"{text!r} is neither a directory nor a hub id nor a built-in; pass {HINT}")

@@ -1,0 +1,180 @@
+"""pytest entry point: options, fixtures and hooks. Thin glue; the logic lives elsewhere.
+
+Nothing heavy is imported here: torch and transformers load only when a fixture needs a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pytest_whisperq.errors import WhisperqError
+from pytest_whisperq.results import CheckResult
+from pytest_whisperq.session import NO_MODEL_MESSAGE, WhisperqSession
+from pytest_whisperq.settings import OPTIONS, Settings, argparse_type, build_settings
+
+if TYPE_CHECKING:
+    from pytest_whisperq.backends import Backend, Hypothesis
+    from pytest_whisperq.checks.transcripts import WerReport
+    from pytest_whisperq.data import Utterance
+    from pytest_whisperq.models.resolve import ResolvedModel
+    from pytest_whisperq.text import Normalizer
+
+SESSION_KEY = pytest.StashKey[WhisperqSession]()
+# Fixtures that cannot work without --whisperq-model (directly or through another fixture).
+NEEDS_MODEL = {"whisperq_model", "whisperq_model_ref"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("whisperq", "pytest-whisperq: release gate for quantized Whisper checkpoints")
+    for option in OPTIONS:
+        if option.is_flag:
+            group.addoption(option.flag, action="store_true", default=None, dest=f"whisperq_{option.name}",
+                            help=option.help)
+        else:
+            group.addoption(option.flag, type=argparse_type(option), default=None, dest=f"whisperq_{option.name}",
+                            metavar=option.metavar, help=option.help)
+        parser.addini(option.ini, help=f"default for {option.flag}", default=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    cli = {option.name: config.getoption(f"whisperq_{option.name}") for option in OPTIONS}
+    ini = {option.ini: config.getini(option.ini) for option in OPTIONS}
+    try:
+        settings = build_settings(cli, ini)
+    except WhisperqError as error:
+        raise pytest.UsageError(str(error)) from None
+    config.stash[SESSION_KEY] = WhisperqSession(settings)
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.stash[SESSION_KEY].settings.model is not None:
+        return
+    if any(NEEDS_MODEL & set(getattr(item, "fixturenames", ())) for item in items):
+        raise pytest.UsageError(NO_MODEL_MESSAGE)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    settings = config.stash[SESSION_KEY].settings
+    if settings.model is None:
+        return None
+    return [f"whisperq: model={settings.model} base={settings.base} backend={settings.backend} "
+            f"device={settings.device} dtype={settings.dtype} cache={settings.cache_dir}"]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    state = config.stash.get(SESSION_KEY, None)
+    if state is None or not state.results:
+        return
+    terminalreporter.section("whisperq")
+    for line in state.describe_models() + state.summary_lines():
+        terminalreporter.write_line(line)
+
+
+@contextmanager
+def _as_test_failure() -> Iterator[None]:
+    """A user-fixable problem fails the test with its message, not a traceback."""
+    try:
+        yield
+    except WhisperqError as error:
+        pytest.fail(f"{type(error).__name__}: {error}", pytrace=False)
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def whisperq_session(request: pytest.FixtureRequest) -> WhisperqSession:
+    return request.config.stash[SESSION_KEY]
+
+
+@pytest.fixture(scope="session")
+def whisperq_settings(whisperq_session: WhisperqSession) -> Settings:
+    return whisperq_session.settings
+
+
+@pytest.fixture(scope="session")
+def whisperq_model_ref(whisperq_session: WhisperqSession) -> ResolvedModel:
+    """The checkpoint under test, resolved to a local directory (downloaded or built if needed)."""
+    with _as_test_failure():
+        return whisperq_session.resolved("model")
+
+
+@pytest.fixture(scope="session")
+def whisperq_base_ref(whisperq_session: WhisperqSession) -> ResolvedModel:
+    """The base model, resolved to a local directory."""
+    with _as_test_failure():
+        return whisperq_session.resolved("base")
+
+
+@pytest.fixture(scope="session")
+def whisperq_model(whisperq_session: WhisperqSession, whisperq_model_ref: ResolvedModel) -> Backend:
+    """The checkpoint under test, loaded on the configured backend, device and dtype."""
+    with _as_test_failure():
+        return whisperq_session.backend("model")
+
+
+@pytest.fixture(scope="session")
+def whisperq_base(whisperq_session: WhisperqSession, whisperq_base_ref: ResolvedModel) -> Backend:
+    """The base model, loaded on the configured backend, device and dtype."""
+    with _as_test_failure():
+        return whisperq_session.backend("base")
+
+
+@pytest.fixture(scope="session")
+def whisperq_eval_data(whisperq_session: WhisperqSession) -> list[Utterance]:
+    """Evaluation utterances (16 kHz audio and reference text)."""
+    with _as_test_failure():
+        return whisperq_session.eval_data()
+
+
+@pytest.fixture(scope="session")
+def whisperq_normalizer(whisperq_session: WhisperqSession) -> Normalizer:
+    """Whisper's English text normaliser, the same for every model."""
+    with _as_test_failure():
+        return whisperq_session.normalizer()
+
+
+@pytest.fixture(scope="session")
+def whisperq_transcribe(whisperq_session: WhisperqSession) -> Callable[[Backend, Sequence[Utterance]], list[Hypothesis]]:
+    """`transcribe(backend, utterances)`: greedy transcripts, memoised for the session."""
+
+    def transcribe(backend: Backend, utterances: Sequence[Utterance]) -> list[Hypothesis]:
+        with _as_test_failure():
+            return whisperq_session.transcribe(backend, utterances)
+
+    return transcribe
+
+
+@pytest.fixture(scope="session")
+def whisperq_wer(
+    whisperq_eval_data: list[Utterance],
+    whisperq_transcribe: Callable[[Backend, Sequence[Utterance]], list[Hypothesis]],
+    whisperq_normalizer: Normalizer,
+) -> Callable[[Backend], WerReport]:
+    """`whisperq_wer(backend)`: the backend's normalised WER report on the evaluation data."""
+    from pytest_whisperq.checks.transcripts import measure_wer
+
+    def wer(backend: Backend) -> WerReport:
+        hypotheses = whisperq_transcribe(backend, whisperq_eval_data)
+        return measure_wer(
+            [u.id for u in whisperq_eval_data], [u.subset for u in whisperq_eval_data],
+            [u.text for u in whisperq_eval_data], [h.text for h in hypotheses], whisperq_normalizer,
+        )
+
+    return wer
+
+
+@pytest.fixture
+def whisperq_check(request: pytest.FixtureRequest, whisperq_session: WhisperqSession) -> Callable[[CheckResult], CheckResult]:
+    """`whisperq_check(result)`: record a check's result and fail the test if it did not pass."""
+
+    def check(result: CheckResult) -> CheckResult:
+        whisperq_session.record(request.node.nodeid, result)
+        if not result.ok:
+            pytest.fail(result.describe(), pytrace=False)
+        return result
+
+    return check

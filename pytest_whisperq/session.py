@@ -1,0 +1,114 @@
+"""The run's state: settings, cache, loaded models, memoised transcripts, collected results."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pytest_whisperq.cache import Cache
+from pytest_whisperq.errors import ConfigError
+from pytest_whisperq.results import CheckResult
+from pytest_whisperq.settings import Settings
+
+if TYPE_CHECKING:
+    from pytest_whisperq.backends import Backend, Hypothesis
+    from pytest_whisperq.data import Utterance
+    from pytest_whisperq.models.resolve import ResolvedModel
+    from pytest_whisperq.text import Normalizer
+
+T = TypeVar("T")
+
+NO_MODEL_MESSAGE = (
+    "no model under test: pass --whisperq-model=PATH_OR_ID (a local checkpoint directory, "
+    "org/name[@revision] on the hub, or a built-in: whisper-base, whisper-tiny.en), "
+    "or set whisperq_model in your pytest ini file"
+)
+
+
+class WhisperqSession:
+    """One per pytest run. Expensive things are built on first use and remembered,
+    failures included, so twenty tests do not load a broken checkpoint twenty times."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.cache = Cache(settings.cache_dir)
+        self.results: list[tuple[str, CheckResult]] = []
+        self._memo: dict[Any, Any] = {}
+
+    def _once(self, key: Any, build: Callable[[], T]) -> T:
+        if key not in self._memo:
+            try:
+                self._memo[key] = ("ok", build())
+            except Exception as error:  # remembered and re-raised for every later caller
+                self._memo[key] = ("error", error)
+        status, value = self._memo[key]
+        if status == "error":
+            raise value
+        return value
+
+    # --- models -------------------------------------------------------------------------
+    def resolved(self, role: str) -> ResolvedModel:
+        from pytest_whisperq.models.resolve import resolve
+
+        spec = self.settings.model if role == "model" else self.settings.base
+        if spec is None:
+            raise ConfigError(NO_MODEL_MESSAGE)
+        return self._once(("resolved", spec), lambda: resolve(spec, self.cache, self.settings.allow_pickle))
+
+    def backend(self, role: str) -> Backend:
+        from pytest_whisperq.backends import load_backend
+
+        resolved = self.resolved(role)
+        s = self.settings
+        return self._once(
+            ("backend", resolved.path),
+            lambda: load_backend(s.backend, resolved, s.device, s.dtype, s.batch_size),
+        )
+
+    # --- data and text ------------------------------------------------------------------
+    def eval_data(self) -> list[Utterance]:
+        from pytest_whisperq.data import load_local_dataset
+        from pytest_whisperq.resources import default_eval_dir
+
+        directory = self.settings.data or default_eval_dir()
+        return self._once(("data", directory), lambda: load_local_dataset(directory))
+
+    def normalizer(self) -> Normalizer:
+        from pytest_whisperq.models.builtin import whisper_assets
+        from pytest_whisperq.text import english_normalizer
+
+        def build() -> Normalizer:
+            return english_normalizer(whisper_assets(self.cache) / "english.json")
+
+        return self._once("normalizer", build)
+
+    def transcribe(self, backend: Backend, utterances: Sequence[Utterance]) -> list[Hypothesis]:
+        key = ("transcripts", backend.model.path, tuple(id(u) for u in utterances))
+        return self._once(key, lambda: backend.transcribe(utterances))
+
+    # --- results ------------------------------------------------------------------------
+    def record(self, nodeid: str, result: CheckResult) -> None:
+        self.results.append((nodeid, result))
+
+    def summary_lines(self) -> list[str]:
+        lines = []
+        for nodeid, result in self.results:
+            verdict = "PASS" if result.ok else "FAIL"
+            figure = ""
+            if result.observed is not None:
+                figure = f" {result.observed}{result.unit}"
+                if result.limit is not None:
+                    figure += f" (limit {result.limit}{result.unit})"
+            lines.append(f"{verdict} {result.name}{figure}  [{nodeid}]")
+        return lines
+
+    def describe_models(self) -> list[str]:
+        lines = []
+        for role in ("model", "base"):
+            spec = self.settings.model if role == "model" else self.settings.base
+            memo = self._memo.get(("resolved", spec)) if spec is not None else None
+            if memo and memo[0] == "ok":
+                lines.append(f"{role}: {memo[1].label}")
+        return lines
+
+

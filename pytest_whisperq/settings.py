@@ -1,0 +1,176 @@
+"""The plugin's options: one table, parsed once into a frozen `Settings`.
+
+Every value goes through a parse function that raises `ConfigError` with a clear message, for
+command-line options (where argparse turns it into a usage error) and ini keys alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_whisperq.cache import default_cache_root
+from pytest_whisperq.errors import ConfigError
+from pytest_whisperq.models.spec import ModelSpec, parse_model_spec
+
+BACKENDS = ("transformers",)
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+DEFAULT_BASE = "whisper-base"
+
+
+def _choice(name: str, allowed: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in allowed:
+            raise ConfigError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def _positive_int(name: str) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(f"{name}: {value!r} is not an integer") from None
+        if number < 1:
+            raise ConfigError(f"{name}: must be at least 1, got {number}")
+        return number
+
+    return parse
+
+
+def _percent(name: str) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{name}: {value!r} is not a number") from None
+        if not 0 <= number <= 100:
+            raise ConfigError(f"{name}: must be a percentage between 0 and 100, got {number}")
+        return number
+
+    return parse
+
+
+def _directory(name: str, must_exist: bool) -> Callable[[str], Path]:
+    def parse(value: str) -> Path:
+        if not value.strip():
+            raise ConfigError(f"{name}: empty path")
+        path = Path(value).expanduser()
+        if must_exist and not path.is_dir():
+            raise ConfigError(f"{name}: directory {value} does not exist")
+        if not must_exist and path.exists() and not path.is_dir():
+            raise ConfigError(f"{name}: {value} exists and is not a directory")
+        return path.resolve()
+
+    return parse
+
+
+def _flag(name: str) -> Callable[[str], bool]:
+    def parse(value: str) -> bool:
+        lowered = value.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"{name}: {value!r} is not a boolean (true/false)")
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # attribute of Settings; the flag is --whisperq-<name with dashes>
+    parse: Callable[[str], Any]
+    default: str | None  # raw text, parsed like any user value
+    help: str
+    metavar: str = "VALUE"
+    is_flag: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--whisperq-" + self.name.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "whisperq_" + self.name
+
+
+def _opt(name: str, parse_factory: Callable[..., Callable[[str], Any]], *args: Any, **kwargs: Any) -> Option:
+    return Option(name, parse_factory(f"--whisperq-{name.replace('_', '-')}", *args), **kwargs)
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("model", parse_model_spec, None, metavar="PATH_OR_ID",
+           help="the quantized checkpoint under test: a local directory, org/name[@revision] on the "
+                "hub, or a built-in (whisper-base, whisper-tiny.en)"),
+    Option("base", parse_model_spec, DEFAULT_BASE, metavar="PATH_OR_ID",
+           help=f"the base model it was made from (default: {DEFAULT_BASE}, built in)"),
+    _opt("backend", _choice, BACKENDS, default="transformers", metavar="NAME",
+         help="inference backend: " + ", ".join(BACKENDS) + " (default: transformers)"),
+    _opt("device", _choice, DEVICES, default="auto", metavar="DEVICE",
+         help="auto (CUDA when available), cpu or cuda (default: auto)"),
+    _opt("dtype", _choice, DTYPES, default="auto", metavar="DTYPE",
+         help="activation dtype: auto (float16 on CUDA, float32 on CPU), float32, float16, bfloat16"),
+    _opt("cache_dir", _directory, False, default=None, metavar="DIR",
+         help="cache for converted models and results (default: $WHISPERQ_CACHE_DIR or ~/.cache/pytest-whisperq)"),
+    _opt("data", _directory, True, default=None, metavar="DIR",
+         help="evaluation data folder with metadata.tsv (default: the shipped evaluation speech)"),
+    _opt("batch_size", _positive_int, default="8", metavar="N", help="utterances per generate() call (default: 8)"),
+    _opt("max_wer", _percent, default="15", metavar="PERCENT",
+         help="absolute WER ceiling for the model under test on the evaluation data, in percent (default: 15)"),
+    _opt("allow_pickle", _flag, default="false", is_flag=True,
+         help="allow loading pickled (.bin/.pt) weights, which can run arbitrary code (default: refuse)"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: ModelSpec | None
+    base: ModelSpec
+    backend: str
+    device: str
+    dtype: str
+    cache_dir: Path
+    data: Path | None
+    batch_size: int
+    max_wer: float
+    allow_pickle: bool
+
+
+def build_settings(cli: dict[str, Any], ini: dict[str, str | None]) -> Settings:
+    """Merge parsed command-line values (None = not given) over ini strings over defaults."""
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        value = cli.get(option.name)
+        if value is None or (option.is_flag and value is False):
+            raw = ini.get(option.ini)
+            if raw not in (None, ""):
+                try:
+                    value = option.parse(str(raw))
+                except ConfigError as error:
+                    raise ConfigError(f"ini key {option.ini}: {error}") from None
+        if value is None and option.default is not None:
+            value = option.parse(option.default)
+        values[option.name] = value
+    if values["cache_dir"] is None:
+        values["cache_dir"] = default_cache_root()
+    return Settings(**values)
+
+
+def argparse_type(option: Option) -> Callable[[str], Any]:
+    """Wrap a parse function so argparse reports its message as a usage error."""
+
+    def parse(value: str) -> Any:
+        try:
+            return option.parse(value)
+        except ConfigError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = option.name  # argparse shows this name in "invalid <name> value"
+    return parse
