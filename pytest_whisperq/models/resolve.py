@@ -67,7 +67,7 @@ def validate_checkpoint_dir(path: Path, allow_pickle: bool, name: str) -> None:
 
 def _download_from_hub(spec: ModelSpec, allow_pickle: bool) -> tuple[Path, str | None]:
     """The real hub path: `snapshot_download`, which honours HF_HUB_OFFLINE and HF_HOME."""
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
         LocalEntryNotFoundError,
@@ -77,8 +77,11 @@ def _download_from_hub(spec: ModelSpec, allow_pickle: bool) -> tuple[Path, str |
 
     patterns = list(HUB_FILES) + (["*" + s for s in PICKLE_SUFFIXES] if allow_pickle else [])
     revision = spec.revision or "main"
+    # huggingface_hub still calls the API for a commit-hash revision when HF_HUB_OFFLINE is set;
+    # local_files_only makes it read the cache, which is what the switch means.
+    offline = bool(constants.HF_HUB_OFFLINE)
     try:
-        path = Path(snapshot_download(spec.value, revision=revision, allow_patterns=patterns))
+        path = Path(snapshot_download(spec.value, revision=revision, allow_patterns=patterns, local_files_only=offline))
     except GatedRepoError:
         raise ModelResolutionError(f"{spec.raw}: the repository is gated; log in (HF_TOKEN) with access to it") from None
     except RepositoryNotFoundError:

@@ -1,0 +1,78 @@
+"""The content-addressed cache: same inputs reuse, other inputs rebuild, failures leave nothing."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from pytest_whisperq.cache import Cache, content_key, is_complete, safe_name
+
+
+def test_same_inputs_build_once_and_other_inputs_build_again(tmp_path):
+    cache, calls = Cache(tmp_path), []
+
+    def build(directory):
+        calls.append(directory)
+        (directory / "x").write_text("payload")
+
+    first = cache.get_or_build("models", "m", {"a": 1}, build)
+    again = cache.get_or_build("models", "m", {"a": 1}, build)
+    other = cache.get_or_build("models", "m", {"a": 2}, build)
+    assert first == again != other
+    assert len(calls) == 2 and (first / "x").read_text() == "payload"
+
+
+def test_failed_build_leaves_no_entry_and_is_retried(tmp_path):
+    cache = Cache(tmp_path)
+
+    def broken(directory):
+        (directory / "half").write_text("partial")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        cache.get_or_build("models", "m", {"a": 1}, broken)
+    entry = cache.entry_dir("models", "m", {"a": 1})
+    assert not entry.exists() and not list(entry.parent.glob(".tmp-*"))
+    built = cache.get_or_build("models", "m", {"a": 1}, lambda d: (d / "ok").write_text("1"))
+    assert is_complete(built)
+
+
+def test_directory_without_manifest_is_not_trusted(tmp_path):
+    cache = Cache(tmp_path)
+    entry = cache.entry_dir("models", "m", {"a": 1})
+    entry.mkdir(parents=True)
+    (entry / "stale").write_text("from a killed run of an older version")
+    built = cache.get_or_build("models", "m", {"a": 1}, lambda d: (d / "fresh").write_text("1"))
+    assert not (built / "stale").exists() and (built / "fresh").exists()
+
+
+def test_parallel_builders_build_once(tmp_path):
+    cache, calls, barrier = Cache(tmp_path), [], threading.Barrier(4)
+
+    def build(directory):
+        calls.append(1)
+        (directory / "x").write_text("1")
+
+    def worker():
+        barrier.wait()
+        cache.get_or_build("models", "m", {"a": 1}, build)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/abs/path", "org/name@main", "..", ""])
+def test_names_cannot_leave_the_cache(tmp_path, name):
+    cache = Cache(tmp_path)
+    entry = cache.entry_dir("models", name, {})
+    assert cache.root in entry.parents and "/" not in safe_name(name)
+
+
+def test_content_key_is_order_independent():
+    assert content_key({"a": 1, "b": [1, 2]}) == content_key({"b": [1, 2], "a": 1})
+    assert content_key({"a": 1}) != content_key({"a": 2})

@@ -1,0 +1,98 @@
+"""Model resolution: local directories, hub ids through the real hub cache (offline), built-ins."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pytest_whisperq.cache import Cache
+from pytest_whisperq.errors import CheckpointError
+from pytest_whisperq.models.resolve import resolve, validate_checkpoint_dir
+from pytest_whisperq.models.spec import parse_model_spec
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def fake_hub_cache(hf_home: Path, repo: str, source: Path) -> Path:
+    """The layout huggingface_hub writes: refs/main -> snapshots/<commit>/files."""
+    root = hf_home / "hub" / ("models--" + repo.replace("/", "--"))
+    snapshot = root / "snapshots" / COMMIT
+    shutil.copytree(source, snapshot, ignore=shutil.ignore_patterns(".whisperq-entry.json"))
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(COMMIT)
+    return snapshot
+
+
+def run_resolve(spec: str, hf_home: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    # huggingface_hub reads HF_HOME / HF_HUB_OFFLINE at import: use a fresh interpreter.
+    code = textwrap.dedent(f"""
+        from pathlib import Path
+        from pytest_whisperq.cache import Cache
+        from pytest_whisperq.errors import WhisperqError
+        from pytest_whisperq.models.resolve import resolve
+        from pytest_whisperq.models.spec import parse_model_spec
+        try:
+            resolved = resolve(parse_model_spec({spec!r}), Cache(Path({str(tmp_path / 'cache')!r})))
+            print("PATH", resolved.path, resolved.revision)
+        except WhisperqError as error:
+            print("ERROR", error)
+    """)
+    env = dict(os.environ, HF_HOME=str(hf_home), HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+
+
+@pytest.mark.slow
+def test_hub_id_resolves_through_the_offline_hub_cache(whisper_tiny_en_dir, tmp_path):
+    snapshot = fake_hub_cache(tmp_path / "hf", "openai/whisper-tiny.en", whisper_tiny_en_dir)
+    for spec in ("openai/whisper-tiny.en", f"openai/whisper-tiny.en@{COMMIT}"):
+        out = run_resolve(spec, tmp_path / "hf", tmp_path).stdout
+        assert out.startswith(f"PATH {snapshot} {COMMIT}"), out
+
+
+@pytest.mark.parametrize("spec", ["openai/not-downloaded", "openai/whisper-tiny.en@v9"])
+def test_hub_miss_offline_says_what_to_do(tmp_path, spec):
+    (tmp_path / "hf").mkdir()
+    out = run_resolve(spec, tmp_path / "hf", tmp_path).stdout
+    assert out.startswith("ERROR") and "not in the local Hugging Face cache" in out and "HF_HUB_OFFLINE" in out
+
+
+def _checkpoint(directory: Path, model_type: str = "whisper", weights: tuple[str, ...] = ("model.safetensors",)) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps({"model_type": model_type}))
+    for name in weights:
+        (directory / name).write_bytes(b"x")
+    return directory
+
+
+def test_local_checkpoint_validation(tmp_path):
+    validate_checkpoint_dir(_checkpoint(tmp_path / "good"), False, "good")
+    with pytest.raises(CheckpointError, match="no config.json"):
+        validate_checkpoint_dir(tmp_path, False, "empty")
+    with pytest.raises(CheckpointError, match="model_type 'llama'"):
+        validate_checkpoint_dir(_checkpoint(tmp_path / "llama", "llama"), False, "llama")
+    with pytest.raises(CheckpointError, match=r"no weights \(\*.safetensors\)"):
+        validate_checkpoint_dir(_checkpoint(tmp_path / "none", weights=()), False, "none")
+    (tmp_path / "bad-json").mkdir()
+    (tmp_path / "bad-json" / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        validate_checkpoint_dir(tmp_path / "bad-json", False, "bad")
+
+
+def test_pickled_weights_are_refused_unless_allowed(tmp_path):
+    directory = _checkpoint(tmp_path / "pickled", weights=("pytorch_model.bin",))
+    with pytest.raises(CheckpointError, match="pickled weights .*--whisperq-allow-pickle"):
+        validate_checkpoint_dir(directory, False, "pickled")
+    validate_checkpoint_dir(directory, True, "pickled")
+
+
+def test_local_spec_resolves_to_its_directory(tmp_path):
+    directory = _checkpoint(tmp_path / "ckpt")
+    resolved = resolve(parse_model_spec(str(directory)), Cache(tmp_path / "cache"))
+    assert resolved.path == directory.resolve() and resolved.revision is None
