@@ -1,0 +1,87 @@
+"""Evaluation data loading and pinned downloads: bad input gets one clear error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pytest_whisperq.audio import TARGET_RATE, load_audio, to_mono_16k
+from pytest_whisperq.cache import Cache
+from pytest_whisperq.data import dataset_fingerprint, load_local_dataset
+from pytest_whisperq.errors import AudioError, DataError, DownloadError
+from pytest_whisperq.models.pypi import PinnedArtifact, fetch
+from pytest_whisperq.resources import default_eval_dir
+
+
+def test_shipped_evaluation_speech_loads_with_its_subsets_and_attribution():
+    utterances = load_local_dataset(default_eval_dir())
+    assert len(utterances) == 53
+    assert {u.subset for u in utterances} == {"ivr_prompt", "read_librivox", "read_clean", "command"}
+    assert all(u.audio.dtype == np.float32 and 0 < u.seconds <= 30 for u in utterances)
+    assert "CC-BY-SA-3.0" in (default_eval_dir() / "NOTICE").read_text()
+    assert len(load_local_dataset(default_eval_dir(), subsets=["read_clean"])) == 4
+    assert len(load_local_dataset(default_eval_dir(), limit=3)) == 3
+
+
+def _folder(tmp_path, rows, files=()):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "metadata.tsv").write_text("file\tsubset\ttext\n" + "".join(f"{r}\n" for r in rows))
+    for name, payload in files:
+        (tmp_path / name).write_bytes(payload)
+    return tmp_path
+
+
+def test_bad_data_folders_are_clear_errors(tmp_path):
+    with pytest.raises(DataError, match="no metadata.tsv"):
+        load_local_dataset(tmp_path)
+    with pytest.raises(DataError, match="no utterances"):
+        load_local_dataset(_folder(tmp_path / "empty", []))
+    with pytest.raises(DataError, match=r"metadata.tsv:2: audio file a.wav does not exist"):
+        load_local_dataset(_folder(tmp_path / "missing", ["a.wav\tx\thello"]))
+    with pytest.raises(AudioError, match="cannot decode audio"):
+        load_local_dataset(_folder(tmp_path / "garbage", ["a.wav\tx\thello"], [("a.wav", b"RIFF not audio")]))
+    with pytest.raises(DataError, match="no utterances in subsets"):
+        load_local_dataset(default_eval_dir(), subsets=["no-such-subset"])
+
+
+def test_audio_normalisation_edge_cases():
+    stereo = np.stack([np.ones(800), -np.ones(800)], axis=1)
+    assert np.allclose(to_mono_16k(stereo, TARGET_RATE), 0)
+    assert len(to_mono_16k(np.zeros(441), 44_100)) == 160
+    with pytest.raises(AudioError, match="no samples"):
+        to_mono_16k(np.zeros(0), TARGET_RATE)
+    with pytest.raises(AudioError, match="NaN"):
+        to_mono_16k(np.array([0.0, np.nan]), TARGET_RATE)
+
+
+def test_fingerprint_changes_with_audio_and_text():
+    utterances = load_local_dataset(default_eval_dir(), limit=2)
+    other = load_local_dataset(default_eval_dir(), subsets=["read_clean"], limit=2)
+    assert dataset_fingerprint(utterances) == dataset_fingerprint(load_local_dataset(default_eval_dir(), limit=2))
+    assert dataset_fingerprint(utterances) != dataset_fingerprint(other)
+
+
+def test_load_audio_rejects_a_missing_file(tmp_path):
+    with pytest.raises(AudioError, match="cannot decode"):
+        load_audio(tmp_path / "nope.wav")
+
+
+# Real registry calls: a small, stable package (six 1.16.0).
+SIX = PinnedArtifact("six==1.16.0", "six-1.16.0-py2.py3-none-any.whl",
+                     "8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254")
+
+
+def test_pinned_download_is_verified_and_cached(tmp_path):
+    cache = Cache(tmp_path)
+    path = fetch(SIX, cache)
+    assert path.is_file() and fetch(SIX, cache) == path
+
+
+def test_hash_mismatch_and_missing_release_are_refused(tmp_path):
+    cache = Cache(tmp_path)
+    wrong = PinnedArtifact(SIX.requirement, SIX.filename, "0" * 64)
+    with pytest.raises(DownloadError, match="does not match the pinned"):
+        fetch(wrong, cache)
+    assert not list((tmp_path / "downloads").glob("*/six*"))
+    with pytest.raises(DownloadError, match="could not download six==0.0.0"):
+        fetch(PinnedArtifact("six==0.0.0", "six-0.0.0-py3-none-any.whl", "0" * 64), cache)
