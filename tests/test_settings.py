@@ -1,0 +1,492 @@
+"""Unit tests of option parsing (`settings.py`) and model-spec classification (`models/spec.py`).
+
+Pure Python: nothing here imports torch or touches the network or the user's cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_whisperq.errors import ConfigError
+from pytest_whisperq.models.spec import ModelSpec, parse_model_spec
+from pytest_whisperq.settings import (
+    BACKENDS,
+    DEFAULT_BASE,
+    DEVICES,
+    DTYPES,
+    OPTIONS,
+    Settings,
+    argparse_type,
+    build_settings,
+)
+
+BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def parse(name: str, value: str) -> Any:
+    return BY_NAME[name].parse(value)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run every test from an empty directory with a private cache root, so relative model
+    names never collide with files in the repository and nothing touches the user's cache."""
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("WHISPERQ_CACHE_DIR", str(tmp_path / "env-cache"))
+
+
+# --- the option table -------------------------------------------------------------------------
+
+def test_option_table_names_flags_and_ini_keys() -> None:
+    assert [o.name for o in OPTIONS] == [
+        "model", "base", "backend", "device", "dtype", "cache_dir", "data", "batch_size", "max_wer", "allow_pickle",
+    ]
+    assert BY_NAME["cache_dir"].flag == "--whisperq-cache-dir"
+    assert BY_NAME["cache_dir"].ini == "whisperq_cache_dir"
+    assert BY_NAME["max_wer"].flag == "--whisperq-max-wer"
+    assert BY_NAME["allow_pickle"].is_flag
+    assert not any(o.is_flag for o in OPTIONS if o.name != "allow_pickle")
+
+
+def test_every_default_parses() -> None:
+    for option in OPTIONS:
+        if option.default is not None:
+            option.parse(option.default)  # must not raise
+
+
+# --- choices ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("name", "allowed"), [("device", DEVICES), ("dtype", DTYPES), ("backend", BACKENDS)])
+def test_choices_accept_every_allowed_value(name: str, allowed: tuple[str, ...]) -> None:
+    for value in allowed:
+        assert parse(name, value) == value
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [("device", "tpu"), ("device", "CUDA"), ("device", ""), ("dtype", "int8"), ("dtype", "fp16"),
+     ("backend", "ctranslate2"), ("backend", "onnx")],
+)
+def test_choices_reject_other_values_naming_flag_value_and_alternatives(name: str, bad: str) -> None:
+    option = BY_NAME[name]
+    with pytest.raises(ConfigError) as info:
+        option.parse(bad)
+    message = str(info.value)
+    assert option.flag in message
+    assert repr(bad) in message
+    # the message lists what would have been accepted
+    allowed = {"device": DEVICES, "dtype": DTYPES, "backend": BACKENDS}[name]
+    for value in allowed:
+        assert value in message
+
+
+def test_known_choice_sets() -> None:
+    assert set(DEVICES) == {"auto", "cpu", "cuda"}
+    assert set(DTYPES) == {"auto", "float32", "float16", "bfloat16"}
+    assert "transformers" in BACKENDS
+
+
+# --- batch size ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("raw", "expected"), [("1", 1), ("8", 8), ("64", 64), (" 16 ", 16)])
+def test_batch_size_accepts_positive_integers(raw: str, expected: int) -> None:
+    value = parse("batch_size", raw)
+    assert value == expected
+    assert isinstance(value, int)
+
+
+@pytest.mark.parametrize("raw", ["eight", "1.5", "", "8x", "1e3"])
+def test_batch_size_rejects_non_integers(raw: str) -> None:
+    with pytest.raises(ConfigError, match=r"--whisperq-batch-size: .* is not an integer"):
+        parse("batch_size", raw)
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "-64"])
+def test_batch_size_rejects_zero_and_negatives(raw: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse("batch_size", raw)
+    message = str(info.value)
+    assert "--whisperq-batch-size" in message
+    assert "at least 1" in message
+    assert raw in message
+
+
+# --- percentages --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("raw", "expected"), [("0", 0.0), ("15", 15.0), ("2.5", 2.5), ("100", 100.0)])
+def test_max_wer_accepts_percentages(raw: str, expected: float) -> None:
+    assert parse("max_wer", raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["-0.1", "100.5", "1000", "-5", "inf", "nan"])
+def test_max_wer_rejects_out_of_range(raw: str) -> None:
+    with pytest.raises(ConfigError, match=r"--whisperq-max-wer: must be a percentage between 0 and 100"):
+        parse("max_wer", raw)
+
+
+@pytest.mark.parametrize("raw", ["fifteen", "15%", ""])
+def test_max_wer_rejects_non_numbers(raw: str) -> None:
+    with pytest.raises(ConfigError, match=r"--whisperq-max-wer: .* is not a number"):
+        parse("max_wer", raw)
+
+
+# --- booleans -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw", ["1", "true", "True", "YES", "on", " true "])
+def test_flag_accepts_true_spellings(raw: str) -> None:
+    assert parse("allow_pickle", raw) is True
+
+
+@pytest.mark.parametrize("raw", ["0", "false", "FALSE", "no", "off", ""])
+def test_flag_accepts_false_spellings(raw: str) -> None:
+    assert parse("allow_pickle", raw) is False
+
+
+@pytest.mark.parametrize("raw", ["maybe", "2", "y", "enabled"])
+def test_flag_rejects_other_text(raw: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse("allow_pickle", raw)
+    message = str(info.value)
+    assert "--whisperq-allow-pickle" in message
+    assert repr(raw) in message
+    assert "boolean" in message
+
+
+# --- directories --------------------------------------------------------------------------------
+
+def test_data_dir_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"--whisperq-data: directory ./nope does not exist"):
+        parse("data", "./nope")
+    with pytest.raises(ConfigError, match=r"--whisperq-data: directory /nope/x does not exist"):
+        parse("data", "/nope/x")
+
+
+def test_data_dir_rejects_a_file(tmp_path: Path) -> None:
+    file = tmp_path / "metadata.tsv"
+    file.write_text("id\ttext\n")
+    with pytest.raises(ConfigError, match="--whisperq-data"):
+        parse("data", str(file))
+
+
+def test_data_dir_accepts_existing_directory_and_resolves_it(tmp_path: Path) -> None:
+    (Path.cwd() / "eval").mkdir()
+    value = parse("data", "eval")
+    assert value == (Path.cwd() / "eval").resolve()
+    assert value.is_absolute()
+
+
+@pytest.mark.parametrize("name", ["data", "cache_dir"])
+@pytest.mark.parametrize("raw", ["", "   "])
+def test_directories_reject_empty_paths(name: str, raw: str) -> None:
+    with pytest.raises(ConfigError, match="empty path"):
+        parse(name, raw)
+
+
+def test_cache_dir_may_not_exist_yet(tmp_path: Path) -> None:
+    value = parse("cache_dir", str(tmp_path / "not" / "yet"))
+    assert value == (tmp_path / "not" / "yet").resolve()
+    assert not value.exists()  # parsing does not create it
+
+
+def test_cache_dir_rejects_a_file(tmp_path: Path) -> None:
+    file = tmp_path / "cache-file"
+    file.write_text("x")
+    with pytest.raises(ConfigError) as info:
+        parse("cache_dir", str(file))
+    message = str(info.value)
+    assert "--whisperq-cache-dir" in message
+    assert str(file) in message
+    assert "not a directory" in message
+
+
+def test_cache_dir_expands_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert parse("cache_dir", "~/wq-cache") == (tmp_path / "wq-cache").resolve()
+
+
+# --- model specs --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["whisper-base", "whisper-tiny.en"])
+def test_builtin_names(name: str) -> None:
+    spec = parse_model_spec(name)
+    assert spec == ModelSpec(name, "builtin", name)
+    assert str(spec) == name
+
+
+def test_builtin_name_is_stripped() -> None:
+    spec = parse_model_spec("  whisper-tiny.en ")
+    assert spec.kind == "builtin"
+    assert spec.value == "whisper-tiny.en"
+
+
+@pytest.mark.parametrize("raw", ["", "   ", "\t"])
+def test_empty_model_name(raw: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_model_spec(raw)
+    message = str(info.value)
+    assert "empty model name" in message
+    # says what to pass instead
+    assert "whisper-base" in message and "whisper-tiny.en" in message
+    assert "org/name" in message
+
+
+@pytest.mark.parametrize(
+    ("raw", "repo", "revision"),
+    [
+        ("openai/whisper-tiny", "openai/whisper-tiny", None),
+        ("org/name", "org/name", None),
+        ("my-org/whisper_base.w4a16", "my-org/whisper_base.w4a16", None),
+        ("org/name@main", "org/name", "main"),
+        ("org/name@v1.0", "org/name", "v1.0"),
+        ("org/name@0123456789abcdef0123456789abcdef01234567", "org/name",
+         "0123456789abcdef0123456789abcdef01234567"),
+    ],
+)
+def test_hub_ids(raw: str, repo: str, revision: str | None) -> None:
+    spec = parse_model_spec(raw)
+    assert spec.kind == "hub"
+    assert spec.value == repo
+    assert spec.revision == revision
+    assert spec.raw == raw
+
+
+def test_hub_revision_with_slash() -> None:
+    """Hub revisions may contain '/' (branches like 'refs/pr/3', 'release/v2'); the revision
+    pattern in spec.py allows it, so such an id must be parsed as a hub id."""
+    spec = parse_model_spec("org/name@refs/pr/3")
+    assert spec.kind == "hub"
+    assert spec.value == "org/name"
+    assert spec.revision == "refs/pr/3"
+
+
+@pytest.mark.parametrize("raw", ["a/b/c", "bad name", "org/", "/name", "org/name@", "org/na..me", "org name/x",
+                                 "-org/name", "just-a-word", "org/name@@rev"])
+def test_malformed_hub_ids(raw: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_model_spec(raw)
+    assert raw.strip() in str(info.value)
+
+
+def test_malformed_hub_id_message_explains_what_to_pass() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_model_spec("bad name")
+    message = str(info.value)
+    assert "'bad name'" in message
+    assert "org/name" in message
+    assert "whisper-base" in message
+
+
+@pytest.mark.parametrize("raw", ["./nope", "/nope/x", "../nope", "~/nope-whisperq-does-not-exist"])
+def test_nonexistent_directories(raw: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_model_spec(raw)
+    message = str(info.value)
+    assert raw in message
+    assert "does not exist" in message
+
+
+def test_existing_directory_is_local(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    spec = parse_model_spec(str(checkpoint))
+    assert spec.kind == "local"
+    assert spec.value == str(checkpoint.resolve())
+    assert spec.revision is None
+
+
+def test_relative_existing_directory_is_local_and_absolute() -> None:
+    (Path.cwd() / "ckpt").mkdir()
+    spec = parse_model_spec("./ckpt")
+    assert spec.kind == "local"
+    assert Path(spec.value).is_absolute()
+    assert Path(spec.value) == (Path.cwd() / "ckpt").resolve()
+    assert spec.raw == "./ckpt"
+
+
+def test_existing_directory_that_looks_like_a_hub_id_is_local() -> None:
+    (Path.cwd() / "org" / "name").mkdir(parents=True)
+    spec = parse_model_spec("org/name")
+    assert spec.kind == "local"
+    assert spec.value == str((Path.cwd() / "org" / "name").resolve())
+
+
+def test_a_file_is_rejected(tmp_path: Path) -> None:
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"")
+    with pytest.raises(ConfigError) as info:
+        parse_model_spec(str(weights))
+    message = str(info.value)
+    assert "is a file" in message
+    assert "config.json" in message
+
+
+@pytest.mark.parametrize("name", ["model", "base"])
+def test_model_options_use_spec_parser(name: str) -> None:
+    assert parse(name, "whisper-tiny.en").kind == "builtin"
+    with pytest.raises(ConfigError):
+        parse(name, "a/b/c")
+
+
+# --- argparse bridge ----------------------------------------------------------------------------
+
+def test_argparse_type_turns_config_error_into_argument_type_error() -> None:
+    convert = argparse_type(BY_NAME["device"])
+    assert convert("cpu") == "cpu"
+    # argparse adds "argument --whisperq-device:" itself, so the flag is not repeated.
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^'tpu' is not one of auto, cpu, cuda$"):
+        convert("tpu")
+
+
+def test_argparse_type_reports_parse_errors_as_usage_errors() -> None:
+    parser = argparse.ArgumentParser(prog="t", exit_on_error=False)
+    parser.add_argument("--whisperq-batch-size", type=argparse_type(BY_NAME["batch_size"]))
+    assert parser.parse_args(["--whisperq-batch-size=4"]).whisperq_batch_size == 4
+    with pytest.raises(argparse.ArgumentError, match="must be at least 1, got 0"):
+        parser.parse_args(["--whisperq-batch-size=0"])
+
+
+# --- build_settings -----------------------------------------------------------------------------
+
+def test_defaults(tmp_path: Path) -> None:
+    settings = build_settings({}, {})
+    assert isinstance(settings, Settings)
+    assert settings.model is None
+    assert settings.base == ModelSpec(DEFAULT_BASE, "builtin", DEFAULT_BASE)
+    assert DEFAULT_BASE == "whisper-base"
+    assert settings.backend == "transformers"
+    assert settings.device == "auto"
+    assert settings.dtype == "auto"
+    assert settings.data is None
+    assert settings.batch_size == 8
+    assert settings.max_wer == 15.0
+    assert settings.allow_pickle is False
+
+
+def test_explicit_none_and_empty_ini_values_mean_default() -> None:
+    cli = {option.name: None for option in OPTIONS}
+    ini = {option.ini: None for option in OPTIONS} | {"whisperq_device": "", "whisperq_batch_size": ""}
+    settings = build_settings(cli, ini)
+    assert settings.device == "auto"
+    assert settings.batch_size == 8
+
+
+def test_cache_dir_falls_back_to_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WHISPERQ_CACHE_DIR", str(tmp_path / "from-env"))
+    assert build_settings({}, {}).cache_dir == tmp_path / "from-env"
+
+
+def test_cache_dir_without_environment_is_user_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WHISPERQ_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert build_settings({}, {}).cache_dir == tmp_path / "xdg" / "pytest-whisperq"
+
+
+def test_cache_dir_option_beats_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WHISPERQ_CACHE_DIR", str(tmp_path / "from-env"))
+    from_ini = build_settings({}, {"whisperq_cache_dir": str(tmp_path / "from-ini")})
+    assert from_ini.cache_dir == (tmp_path / "from-ini").resolve()
+    from_cli = build_settings({"cache_dir": (tmp_path / "from-cli").resolve()},
+                              {"whisperq_cache_dir": str(tmp_path / "from-ini")})
+    assert from_cli.cache_dir == (tmp_path / "from-cli").resolve()
+
+
+def test_ini_over_default() -> None:
+    settings = build_settings({}, {
+        "whisperq_model": "whisper-tiny.en",
+        "whisperq_base": "org/base@v2",
+        "whisperq_device": "cpu",
+        "whisperq_dtype": "bfloat16",
+        "whisperq_batch_size": "3",
+        "whisperq_max_wer": "7.5",
+        "whisperq_allow_pickle": "true",
+    })
+    assert settings.model == ModelSpec("whisper-tiny.en", "builtin", "whisper-tiny.en")
+    assert settings.base == ModelSpec("org/base@v2", "hub", "org/base", "v2")
+    assert settings.device == "cpu"
+    assert settings.dtype == "bfloat16"
+    assert settings.batch_size == 3
+    assert settings.max_wer == 7.5
+    assert settings.allow_pickle is True
+
+
+def test_command_line_over_ini() -> None:
+    # command-line values arrive already parsed by argparse (see argparse_type)
+    cli = {
+        "model": parse_model_spec("whisper-base"),
+        "device": "cuda",
+        "dtype": "float16",
+        "batch_size": 2,
+        "max_wer": 1.0,
+    }
+    ini = {
+        "whisperq_model": "whisper-tiny.en",
+        "whisperq_device": "cpu",
+        "whisperq_dtype": "float32",
+        "whisperq_batch_size": "32",
+        "whisperq_max_wer": "50",
+    }
+    settings = build_settings(cli, ini)
+    assert settings.model is not None and settings.model.value == "whisper-base"
+    assert settings.device == "cuda"
+    assert settings.dtype == "float16"
+    assert settings.batch_size == 2
+    assert settings.max_wer == 1.0
+
+
+def test_command_line_value_wins_even_when_ini_value_is_invalid() -> None:
+    settings = build_settings({"device": "cpu"}, {"whisperq_device": "tpu"})
+    assert settings.device == "cpu"
+
+
+def test_flag_on_command_line_beats_ini_false() -> None:
+    assert build_settings({"allow_pickle": True}, {"whisperq_allow_pickle": "false"}).allow_pickle is True
+
+
+def test_flag_absent_on_command_line_uses_ini() -> None:
+    # store_true with default None: False/None both mean "not given", so the ini decides
+    assert build_settings({"allow_pickle": None}, {"whisperq_allow_pickle": "yes"}).allow_pickle is True
+    assert build_settings({"allow_pickle": False}, {"whisperq_allow_pickle": "yes"}).allow_pickle is True
+    assert build_settings({"allow_pickle": None}, {"whisperq_allow_pickle": "no"}).allow_pickle is False
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "fragment"),
+    [
+        ("whisperq_device", "tpu", "'tpu' is not one of"),
+        ("whisperq_dtype", "int4", "'int4' is not one of"),
+        ("whisperq_backend", "onnx", "'onnx' is not one of"),
+        ("whisperq_batch_size", "0", "at least 1"),
+        ("whisperq_batch_size", "many", "not an integer"),
+        ("whisperq_max_wer", "150", "between 0 and 100"),
+        ("whisperq_allow_pickle", "perhaps", "not a boolean"),
+        ("whisperq_model", "a/b/c", "does not exist"),
+        ("whisperq_model", "bad name", "neither a directory nor a hub id"),
+        ("whisperq_base", "/nope/x", "does not exist"),
+        ("whisperq_data", "./nope", "does not exist"),
+    ],
+)
+def test_bad_ini_values_name_the_ini_key(key: str, raw: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        build_settings({}, {key: raw})
+    message = str(info.value)
+    assert message.startswith(f"ini key {key}: ")
+    assert fragment in message
+
+
+def test_ini_cache_dir_that_is_a_file_names_the_ini_key(tmp_path: Path) -> None:
+    file = tmp_path / "f"
+    file.write_text("")
+    with pytest.raises(ConfigError, match=r"^ini key whisperq_cache_dir: .*not a directory"):
+        build_settings({}, {"whisperq_cache_dir": str(file)})
+
+
+def test_settings_are_frozen() -> None:
+    settings = build_settings({}, {})
+    with pytest.raises(AttributeError):
+        settings.device = "cpu"  # type: ignore[misc]
