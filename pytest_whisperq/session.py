@@ -100,6 +100,8 @@ class WhisperqSession:
                 if result.limit is not None:
                     figure += f" (limit {result.limit}{result.unit})"
             lines.append(f"{verdict} {result.name}{figure}  [{nodeid}]")
+            if result.detail:
+                lines.append(f"    {result.detail}")
         return lines
 
     def describe_models(self) -> list[str]:

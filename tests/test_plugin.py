@@ -368,14 +368,14 @@ def test_failed_check_fails_with_figures_and_evidence(pytester: pytest.Pytester,
     assert "pytest_whisperq" not in out.replace("from pytest_whisperq.results", "")
     assert "Traceback" not in out
     # the failed result is recorded in the summary too
-    assert_summary(result, [f"FAIL x 3 (limit 1)  [{test_file.name}::test_check]"])
+    assert_summary(result, [f"FAIL x 3 (limit 1)  [{test_file.name}::test_check]", "    why"])
 
 
 def test_passed_check_passes_and_is_summarised(pytester: pytest.Pytester, cache_arg: str) -> None:
     test_file = pytester.makepyfile(CHECK_TEST.format(ok=True))
     result = pytester.runpytest(cache_arg)
     result.assert_outcomes(passed=1)
-    assert_summary(result, [f"PASS x 3 (limit 1)  [{test_file.name}::test_check]"])
+    assert_summary(result, [f"PASS x 3 (limit 1)  [{test_file.name}::test_check]", "    why"])
     assert "FAIL" not in result.stdout.str()
 
 

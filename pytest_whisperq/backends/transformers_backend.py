@@ -44,6 +44,9 @@ class TransformersBackend:
                  language: str = "en") -> None:
         import torch
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # a per-tensor bar is noise in CI logs
 
         self.model = model
         self.device = resolve_device(device)

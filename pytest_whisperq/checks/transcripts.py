@@ -92,7 +92,13 @@ def check_wer_ceiling(report: WerReport, max_wer_percent: float, label: str) -> 
         observed=observed,
         limit=max_wer_percent,
         unit="%",
-        detail=f"{report.errors} word errors in {report.words} reference words, {len(report.utterances)} utterances",
+        detail=(
+            f"{report.errors} word errors in {report.words} reference words, {len(report.utterances)} utterances; "
+            "per subset: " + ", ".join(
+                f"{name} {sub.wer_percent:.2f}% ({sub.errors}/{sub.words})"
+                for name in report.subsets() for sub in [report.subset(name)]
+            )
+        ),
         evidence=evidence if not ok else evidence[:3],
     )
 
