@@ -83,7 +83,9 @@ class WhisperqSession:
         return self._once("normalizer", build)
 
     def transcribe(self, backend: Backend, utterances: Sequence[Utterance]) -> list[Hypothesis]:
-        key = ("transcripts", backend.model.path, tuple(id(u) for u in utterances))
+        from pytest_whisperq.data import dataset_fingerprint
+
+        key = ("transcripts", backend.model.path, dataset_fingerprint(utterances))
         return self._once(key, lambda: backend.transcribe(utterances))
 
     # --- results ------------------------------------------------------------------------
