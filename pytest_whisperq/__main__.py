@@ -3,6 +3,7 @@
   fetch MODEL        resolve a model (built-in, hub id or directory) and print its local path
   suite-path         print the directory of the installed conformance suite
   check MODEL [...]  run the conformance suite on MODEL (extra arguments go to pytest)
+  quantize BASE OUT  make the W4A16 GPTQ checkpoint of BASE (cached) and copy it to OUT
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("suite-path", help="print where the conformance suite is installed")
     check = commands.add_parser("check", help="run the conformance suite on a model")
     check.add_argument("model")
+    quantize = commands.add_parser("quantize", help="W4A16 GPTQ with llm-compressor, as the quantize fixture does it")
+    quantize.add_argument("base", help="built-in name, org/name[@revision], or a directory")
+    quantize.add_argument("out", type=Path, help="directory to write (must not exist or be empty)")
+    quantize.add_argument("--calib-data", default=None, help="folder with metadata.tsv or hf:NAME?split=...")
+    quantize.add_argument("--samples", type=int, default=None, help="calibration utterances (default: 32)")
+    quantize.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    quantize.add_argument("--cache-dir", type=Path, default=None)
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "check":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -37,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
             cache = Cache(args.cache_dir or default_cache_root())
             print(resolve(parse_model_spec(args.model), cache, args.allow_pickle).path)
             return 0
+        if args.command == "quantize":
+            return _quantize(args)
         from pytest_whisperq.resources import conformance_dir
 
         if args.command == "suite-path":
@@ -48,6 +58,26 @@ def main(argv: list[str] | None = None) -> int:
     except WhisperqError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    import shutil
+
+    from pytest_whisperq.session import WhisperqSession
+    from pytest_whisperq.settings import build_settings
+
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        print(f"error: {args.out} exists and is not an empty directory; refusing to overwrite it", file=sys.stderr)
+        return 2
+    cli = {"model": None, "base": None}
+    ini = {"whisperq_base": args.base, "whisperq_device": args.device, "whisperq_calib_data": args.calib_data,
+           "whisperq_calib_samples": None if args.samples is None else str(args.samples),
+           "whisperq_cache_dir": None if args.cache_dir is None else str(args.cache_dir)}
+    session = WhisperqSession(build_settings(cli, ini))
+    produced = session.resolved("model").path
+    shutil.copytree(produced, args.out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".whisperq-entry.json"))
+    print(args.out)
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,20 +1,25 @@
-"""Evaluation data: utterances with 16 kHz audio and reference text.
+"""Speech data: utterances with 16 kHz audio and reference text.
 
-A local data set is a folder with `metadata.tsv` (columns `file`, `text`, optional `subset`)
-and the audio files it names. The shipped evaluation speech is one such folder.
+A data source is either a local folder with `metadata.tsv` (columns `file`, `text`, optional
+`subset`) and the audio files it names (the shipped speech is two such folders), or a Hugging Face
+`datasets` data set, named as `hf:NAME?config=C&split=S&audio=COLUMN&text=COLUMN`. Audio is decoded
+with soundfile, never torchaudio/torchcodec (they do not load beside the CPU torch build).
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from pytest_whisperq.audio import TARGET_RATE, check_duration, load_audio
+from pytest_whisperq.audio import TARGET_RATE, check_duration, load_audio, to_mono_16k
+from pytest_whisperq.dataspec import DataSpec
 from pytest_whisperq.errors import AudioError, DataError
 
 METADATA_NAME = "metadata.tsv"
@@ -76,3 +81,56 @@ def dataset_fingerprint(utterances: Sequence[Utterance]) -> str:
         digest.update(utterance.id.encode() + b"\0" + utterance.text.encode() + b"\0")
         digest.update(np.ascontiguousarray(utterance.audio).tobytes())
     return digest.hexdigest()
+
+
+def load_data(spec: DataSpec, limit: int | None = None, subset: str | None = None) -> list[Utterance]:
+    if spec.kind == "local":
+        return load_local_dataset(Path(spec.location), limit=limit)
+    return load_hub_dataset(spec, limit=limit, subset=subset)
+
+
+def load_hub_dataset(spec: DataSpec, limit: int | None = None, subset: str | None = None) -> list[Utterance]:
+    """A `datasets` data set, streamed (so a sample limit downloads only what it needs)."""
+    import datasets
+
+    try:
+        stream = datasets.load_dataset(spec.location, spec.config, split=spec.split, streaming=True)
+    except FileNotFoundError as error:
+        raise DataError(f"{spec}: data set not found ({error}); check the name, or HF_HUB_OFFLINE") from None
+    except ValueError as error:  # unknown split or config
+        raise DataError(f"{spec}: {error}") from None
+    except (ConnectionError, OSError) as error:
+        raise DataError(f"{spec}: could not reach the data set ({error})") from None
+    columns = stream.column_names or list(stream.features or {})
+    missing = [c for c in (spec.audio_column, spec.text_column) if columns and c not in columns]
+    if missing:
+        raise DataError(f"{spec}: no column {missing[0]!r}; columns are {', '.join(columns)} (set audio=... / text=...)")
+    if isinstance((stream.features or {}).get(spec.audio_column), datasets.Audio):
+        stream = stream.cast_column(spec.audio_column, datasets.Audio(decode=False))
+    label = subset or spec.location.rsplit("/", 1)[-1]
+    utterances: list[Utterance] = []
+    for index, row in enumerate(stream):
+        if limit is not None and len(utterances) >= limit:
+            break
+        uid = str(row.get("id") or row.get("audio_id") or f"{label}-{index:06d}")
+        audio = _decode_row_audio(row[spec.audio_column], f"{spec} row {index}")
+        check_duration(audio, f"{spec} row {index} ({uid})")
+        utterances.append(Utterance(uid, label, str(row[spec.text_column]), audio))
+    if not utterances:
+        raise DataError(f"{spec}: no rows")
+    return utterances
+
+
+def _decode_row_audio(value: Any, source: str) -> np.ndarray:
+    import soundfile
+
+    if isinstance(value, dict) and value.get("array") is not None:
+        return to_mono_16k(np.asarray(value["array"]), int(value["sampling_rate"]), source)
+    if isinstance(value, dict) and (value.get("bytes") or value.get("path")):
+        handle = io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"]
+        try:
+            samples, rate = soundfile.read(handle, dtype="float32", always_2d=False)
+        except (RuntimeError, soundfile.LibsndfileError) as error:
+            raise AudioError(f"{source}: cannot decode audio ({error})") from None
+        return to_mono_16k(samples, rate, source)
+    raise DataError(f"{source}: the audio column holds {type(value).__name__}, not audio")

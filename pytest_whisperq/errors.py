@@ -37,3 +37,7 @@ class DataError(WhisperqError):
 
 class BackendError(WhisperqError):
     """A backend failed to load a model or to transcribe."""
+
+
+class QuantizeError(WhisperqError):
+    """The base model could not be quantized (missing llm-compressor, bad calibration data)."""

@@ -51,15 +51,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.stash[SESSION_KEY].settings.model is not None:
-        return
+    from pytest_whisperq.quantize import llmcompressor_available
+
+    if config.stash[SESSION_KEY].settings.model is not None or llmcompressor_available():
+        return  # a named model, or the base quantized here
     if any(NEEDS_MODEL & set(getattr(item, "fixturenames", ())) for item in items):
         raise pytest.UsageError(NO_MODEL_MESSAGE)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     settings = config.stash[SESSION_KEY].settings
-    if settings.model is None:
+    if settings.model is None:  # unrelated suites stay quiet; the summary names a quantized model
         return None
     return [f"whisperq: model={settings.model} base={settings.base} backend={settings.backend} "
             f"device={settings.device} dtype={settings.dtype} cache={settings.cache_dir}"]

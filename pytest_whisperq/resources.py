@@ -32,3 +32,7 @@ def conformance_dir() -> Path:
 
 def default_eval_dir() -> Path:
     return fixtures_dir() / "speech-eval"
+
+
+def default_calib_dir() -> Path:
+    return fixtures_dir() / "speech-calib"

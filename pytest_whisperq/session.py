@@ -21,7 +21,8 @@ T = TypeVar("T")
 NO_MODEL_MESSAGE = (
     "no model under test: pass --whisperq-model=PATH_OR_ID (a local checkpoint directory, "
     "org/name[@revision] on the hub, or a built-in: whisper-base, whisper-tiny.en), "
-    "or set whisperq_model in your pytest ini file"
+    "or set whisperq_model in your pytest ini file; or install pytest-whisperq[quantize] "
+    "(llm-compressor) to have the base quantized to W4A16 here"
 )
 
 
@@ -51,9 +52,33 @@ class WhisperqSession:
         from pytest_whisperq.models.resolve import resolve
 
         spec = self.settings.model if role == "model" else self.settings.base
-        if spec is None:
-            raise ConfigError(NO_MODEL_MESSAGE)
+        if role == "model" and (spec is None or spec.kind == "quantize"):
+            return self._once(("resolved", "quantized"), self._quantized_base)
         return self._once(("resolved", spec), lambda: resolve(spec, self.cache, self.settings.allow_pickle))
+
+    def _quantized_base(self) -> ResolvedModel:
+        """The W4A16 checkpoint of the base, made here with llm-compressor (cached by content)."""
+        from pytest_whisperq.backends.transformers_backend import resolve_device
+        from pytest_whisperq.models.resolve import ResolvedModel
+        from pytest_whisperq.models.spec import QUANTIZE, ModelSpec
+        from pytest_whisperq.quantize import quantize_w4a16, require_llmcompressor
+
+        require_llmcompressor()
+        base = self.resolved("base")
+        path = quantize_w4a16(
+            base.path, base.spec.raw, self.calibration_data(), self.cache,
+            device=resolve_device(self.settings.device), evaluation=self.eval_data(),
+        )
+        return ResolvedModel(ModelSpec(QUANTIZE, "quantize", QUANTIZE), path)
+
+    def calibration_data(self) -> list[Utterance]:
+        from pytest_whisperq.data import load_data
+        from pytest_whisperq.dataspec import DataSpec
+        from pytest_whisperq.resources import default_calib_dir
+
+        spec = self.settings.calib_data or DataSpec("local", str(default_calib_dir()))
+        limit = self.settings.calib_samples
+        return self._once(("calibration", spec, limit), lambda: load_data(spec, limit=limit, subset="calibration"))
 
     def backend(self, role: str) -> Backend:
         from pytest_whisperq.backends import load_backend
@@ -110,7 +135,8 @@ class WhisperqSession:
         lines = []
         for role in ("model", "base"):
             spec = self.settings.model if role == "model" else self.settings.base
-            memo = self._memo.get(("resolved", spec)) if spec is not None else None
+            quantized = role == "model" and (spec is None or spec.kind == "quantize")
+            memo = self._memo.get(("resolved", "quantized" if quantized else spec))
             if memo and memo[0] == "ok":
                 lines.append(f"{role}: {memo[1].label}")
         return lines

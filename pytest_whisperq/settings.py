@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_whisperq.cache import default_cache_root
+from pytest_whisperq.dataspec import DataSpec, parse_data_spec
 from pytest_whisperq.errors import ConfigError
 from pytest_whisperq.models.spec import ModelSpec, parse_model_spec
 
@@ -108,7 +109,8 @@ def _opt(name: str, parse_factory: Callable[..., Callable[[str], Any]], *args: A
 OPTIONS: tuple[Option, ...] = (
     Option("model", parse_model_spec, None, metavar="PATH_OR_ID",
            help="the quantized checkpoint under test: a local directory, org/name[@revision] on the "
-                "hub, or a built-in (whisper-base, whisper-tiny.en)"),
+                "hub, a built-in (whisper-base, whisper-tiny.en), or 'quantize' to make the W4A16 "
+                "checkpoint of the base here (the default when llm-compressor is installed)"),
     Option("base", parse_model_spec, DEFAULT_BASE, metavar="PATH_OR_ID",
            help=f"the base model it was made from (default: {DEFAULT_BASE}, built in)"),
     _opt("backend", _choice, BACKENDS, default="transformers", metavar="NAME",
@@ -121,6 +123,11 @@ OPTIONS: tuple[Option, ...] = (
          help="cache for converted models and results (default: $WHISPERQ_CACHE_DIR or ~/.cache/pytest-whisperq)"),
     _opt("data", _directory, True, default=None, metavar="DIR",
          help="evaluation data folder with metadata.tsv (default: the shipped evaluation speech)"),
+    Option("calib_data", parse_data_spec, None, metavar="SOURCE",
+           help="calibration speech for quantizing: a folder with metadata.tsv or "
+                "hf:NAME?config=C&split=S&audio=COLUMN&text=COLUMN (default: the shipped calibration speech)"),
+    _opt("calib_samples", _positive_int, default="32", metavar="N",
+         help="calibration utterances for GPTQ (default: 32)"),
     _opt("batch_size", _positive_int, default="8", metavar="N", help="utterances per generate() call (default: 8)"),
     _opt("max_wer", _percent, default="15", metavar="PERCENT",
          help="absolute WER ceiling for the model under test on the evaluation data, in percent (default: 15)"),
@@ -138,12 +145,14 @@ class Settings:
     dtype: str
     cache_dir: Path
     data: Path | None
+    calib_data: DataSpec | None
+    calib_samples: int
     batch_size: int
     max_wer: float
     allow_pickle: bool
 
 
-PATH_OPTIONS = ("cache_dir", "data")
+PATH_OPTIONS = ("cache_dir", "data")  # calib_data may be hf:..., anchored only if it exists
 MODEL_OPTIONS = ("model", "base")
 
 
@@ -152,7 +161,7 @@ def _relative_to_ini(option: Option, raw: str, ini_dir: Path | None) -> str:
     if ini_dir is None or Path(raw).expanduser().is_absolute():
         return raw
     anchored = ini_dir / raw
-    if option.name in PATH_OPTIONS or (option.name in MODEL_OPTIONS and anchored.exists()):
+    if option.name in PATH_OPTIONS or (option.name in MODEL_OPTIONS + ("calib_data",) and anchored.exists()):
         return str(anchored)
     return raw
 

@@ -45,3 +45,11 @@ def test_wer_ceiling_fails_with_the_worst_utterances(run_suite):
                        "--whisperq-max-wer=1", "-k", "wer")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*FAIL wer[[]all[]]: observed *%, limit 1%*", "*errors / * words | ref:*"])
+
+
+def test_without_a_model_the_base_is_quantized_here_and_gated(run_suite):
+    """The default main job: no --whisperq-model, so the quantize fixture makes the W4A16 checkpoint
+    (tiny.en and 2 calibration samples here, to keep the test short; reused from the cache)."""
+    result = run_suite("--whisperq-base=whisper-tiny.en", "--whisperq-calib-samples=2", "--whisperq-max-wer=40")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["model: quantize (*/quantized/whisper-tiny.en-W4A16-*)", "base: whisper-tiny.en (*)"])

@@ -273,7 +273,16 @@ def test_relative_ini_paths_are_relative_to_the_ini_file(pytester: pytest.Pytest
 
 # --- no model named -----------------------------------------------------------------------------------
 
+@pytest.fixture
+def without_llmcompressor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No model named and nothing to quantize with: the user must name a model."""
+    from pytest_whisperq import quantize
+
+    monkeypatch.setattr(quantize, "llmcompressor_available", lambda: False)
+
+
 @pytest.mark.parametrize("fixture", ["whisperq_model", "whisperq_model_ref"])
+@pytest.mark.usefixtures("without_llmcompressor")
 def test_model_fixture_without_model_is_a_usage_error(pytester: pytest.Pytester, cache_arg: str, fixture: str) -> None:
     pytester.makepyfile(f"""
         def test_needs_model({fixture}):
@@ -284,10 +293,11 @@ def test_model_fixture_without_model_is_a_usage_error(pytester: pytest.Pytester,
     """)
     result = pytester.runpytest(cache_arg)
     assert_usage_error(result, "--whisperq-model")
-    assert "no model under test" in result.stderr.str()
+    assert "no model under test" in result.stderr.str() and "pytest-whisperq[quantize]" in result.stderr.str()
     result.stdout.no_fnmatch_line("*passed*")
 
 
+@pytest.mark.usefixtures("without_llmcompressor")
 def test_model_fixture_used_indirectly_without_model_is_a_usage_error(pytester: pytest.Pytester,
                                                                       cache_arg: str) -> None:
     pytester.makeconftest("""

@@ -45,7 +45,8 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_option_table_names_flags_and_ini_keys() -> None:
     assert [o.name for o in OPTIONS] == [
-        "model", "base", "backend", "device", "dtype", "cache_dir", "data", "batch_size", "max_wer", "allow_pickle",
+        "model", "base", "backend", "device", "dtype", "cache_dir", "data", "calib_data", "calib_samples",
+        "batch_size", "max_wer", "allow_pickle",
     ]
     assert BY_NAME["cache_dir"].flag == "--whisperq-cache-dir"
     assert BY_NAME["cache_dir"].ini == "whisperq_cache_dir"

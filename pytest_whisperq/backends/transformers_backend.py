@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +68,9 @@ class TransformersBackend:
             raise BackendError(f"{model.label}: quantization method {method!r} is not supported; expected compressed-tensors")
         try:
             self.processor = WhisperProcessor.from_pretrained(str(model.path), trust_remote_code=False)
-            self.whisper = WhisperForConditionalGeneration.from_pretrained(str(model.path), **kwargs)
+            with warnings.catch_warnings():  # "loading attributes ... will be overwritten": intended
+                warnings.filterwarnings("ignore", message="You passed `quantization_config`")
+                self.whisper = WhisperForConditionalGeneration.from_pretrained(str(model.path), **kwargs)
         except WhisperqError:
             raise
         except (OSError, ValueError, RuntimeError, KeyError) as error:

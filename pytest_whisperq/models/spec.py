@@ -13,6 +13,7 @@ from pytest_whisperq.models.builtin import BUILTINS
 _HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*)(?:@(?P<rev>[A-Za-z0-9][A-Za-z0-9_./-]*))?$")
 _PATH_PREFIXES = ("/", "./", "../", "~", ".\\", "..\\")
 
+QUANTIZE = "quantize"  # as --whisperq-model: make the W4A16 checkpoint of the base here
 HINT = (
     "a local Hugging Face directory, a hub id org/name[@revision], or a built-in: "
     + ", ".join(sorted(BUILTINS))
@@ -22,7 +23,7 @@ HINT = (
 @dataclass(frozen=True)
 class ModelSpec:
     raw: str
-    kind: Literal["builtin", "local", "hub"]
+    kind: Literal["builtin", "local", "hub", "quantize"]
     value: str  # built-in name, absolute path, or repo id
     revision: str | None = None
 
@@ -37,6 +38,8 @@ def parse_model_spec(raw: str) -> ModelSpec:
         raise ConfigError(f"empty model name; pass {HINT}")
     if text in BUILTINS:
         return ModelSpec(text, "builtin", text)
+    if text == QUANTIZE:
+        return ModelSpec(text, "quantize", text)
     path = Path(text).expanduser()
     if path.exists():
         if not path.is_dir():
