@@ -9,7 +9,7 @@ import pytest
 
 from pytest_whisperq.backends import Hypothesis
 from pytest_whisperq.data import Utterance
-from pytest_whisperq.errors import ConfigError
+from pytest_whisperq.errors import ConfigError, QuantizeError
 from pytest_whisperq.models.resolve import ResolvedModel
 from pytest_whisperq.models.spec import parse_model_spec
 from pytest_whisperq.session import WhisperqSession
@@ -60,6 +60,9 @@ def test_failures_are_remembered_not_retried(tmp_path):
     assert len(attempts) == 1
 
 
-def test_no_model_named_is_a_config_error_saying_what_to_pass(tmp_path):
-    with pytest.raises(ConfigError, match="--whisperq-model=PATH_OR_ID"):
+def test_no_model_and_no_llmcompressor_says_what_to_do(tmp_path, monkeypatch):
+    from pytest_whisperq import quantize
+
+    monkeypatch.setattr(quantize, "llmcompressor_available", lambda: False)
+    with pytest.raises(QuantizeError, match=r"--whisperq-model|pytest-whisperq\[quantize\]"):
         session(tmp_path).resolved("model")
