@@ -76,3 +76,28 @@ def test_names_cannot_leave_the_cache(tmp_path, name):
 def test_content_key_is_order_independent():
     assert content_key({"a": 1, "b": [1, 2]}) == content_key({"b": [1, 2], "a": 1})
     assert content_key({"a": 1}) != content_key({"a": 2})
+
+
+def test_parallel_processes_build_once(tmp_path):
+    """As pytest-xdist workers would: separate processes, one build."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from pytest_whisperq.cache import Cache
+
+        def build(directory):
+            with open({str(tmp_path / 'builds.log')!r}, "a") as log:
+                log.write("built\\n")
+            time.sleep(1.0)
+            (directory / "x").write_text("1")
+
+        print(Cache(Path({str(tmp_path / 'cache')!r})).get_or_build("quantized", "m", {{"a": 1}}, build))
+    """)
+    workers = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    paths = {worker.communicate(timeout=60)[0].strip() for worker in workers}
+    assert all(worker.returncode == 0 for worker in workers)
+    assert len(paths) == 1 and (tmp_path / "builds.log").read_text() == "built\n"
