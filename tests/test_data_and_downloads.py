@@ -85,3 +85,54 @@ def test_hash_mismatch_and_missing_release_are_refused(tmp_path):
     assert not list((tmp_path / "downloads").glob("*/six*"))
     with pytest.raises(DownloadError, match="could not download six==0.0.0"):
         fetch(PinnedArtifact("six==0.0.0", "six-0.0.0-py3-none-any.whl", "0" * 64), cache)
+
+
+# --- datasets sources (the hub code path, on a local parquet data set) ---------------------------
+
+@pytest.fixture(scope="module")
+def parquet_dataset(tmp_path_factory):
+    """A `datasets` data set laid out as on the hub: data/test-*.parquet with an Audio column."""
+    import io
+
+    import datasets
+    import soundfile
+
+    root = tmp_path_factory.mktemp("hub-like")
+    (root / "data").mkdir()
+    rows = []
+    for u in load_local_dataset(default_eval_dir(), subsets=["read_clean"]):
+        buffer = io.BytesIO()
+        soundfile.write(buffer, u.audio, TARGET_RATE, format="WAV")
+        rows.append({"audio": {"bytes": buffer.getvalue(), "path": f"{u.id}.wav"}, "sentence": u.text, "id": u.id})
+    dataset = datasets.Dataset.from_list(rows).cast_column("audio", datasets.Audio())
+    dataset.to_parquet(str(root / "data" / "test-00000-of-00001.parquet"))
+    return root
+
+
+def test_datasets_source_loads_streamed_with_a_limit(parquet_dataset):
+    from pytest_whisperq.data import load_data
+    from pytest_whisperq.dataspec import parse_data_spec
+
+    spec = parse_data_spec(f"hf:{parquet_dataset}?split=test&text=sentence")
+    assert (spec.kind, spec.split, spec.text_column, spec.audio_column) == ("hub", "test", "sentence", "audio")
+    loaded = load_data(spec, limit=3, subset="calibration")
+    local = load_local_dataset(default_eval_dir(), subsets=["read_clean"])[:3]
+    assert [u.id for u in loaded] == [u.id for u in local] and {u.subset for u in loaded} == {"calibration"}
+    assert all(np.array_equal(a.audio, b.audio) for a, b in zip(loaded, local))
+
+
+def test_datasets_source_errors_name_what_is_wrong(parquet_dataset, tmp_path):
+    from pytest_whisperq.data import load_data
+    from pytest_whisperq.dataspec import parse_data_spec
+    from pytest_whisperq.errors import ConfigError
+
+    with pytest.raises(DataError, match="no column 'text'; columns are audio, sentence, id"):
+        load_data(parse_data_spec(f"hf:{parquet_dataset}?split=test"))
+    with pytest.raises(DataError, match="nosuchsplit"):
+        load_data(parse_data_spec(f"hf:{parquet_dataset}?split=nosuchsplit&text=sentence"))
+    with pytest.raises(ConfigError, match="unknown key 'colum'"):
+        parse_data_spec("hf:org/name?colum=x")
+    with pytest.raises(ConfigError, match="no data set name"):
+        parse_data_spec("hf:")
+    with pytest.raises(ConfigError, match="does not exist"):
+        parse_data_spec(str(tmp_path / "nope"))
