@@ -69,6 +69,7 @@ def _quantize(args: argparse.Namespace) -> int:
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
         print(f"error: {args.out} exists and is not an empty directory; refusing to overwrite it", file=sys.stderr)
         return 2
+    # The CLI's values go through the same parsing and defaults as the plugin's ini keys.
     cli = {"model": None, "base": None}
     ini = {"whisperq_base": args.base, "whisperq_device": args.device, "whisperq_calib_data": args.calib_data,
            "whisperq_calib_samples": None if args.samples is None else str(args.samples),

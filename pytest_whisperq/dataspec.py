@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import parse_qsl
 
 from pytest_whisperq.errors import ConfigError
@@ -29,10 +29,6 @@ class DataSpec:
         if self.config:
             query.insert(0, f"config={self.config}")
         return f"hf:{self.location}?" + "&".join(query)
-
-    def identity(self) -> dict[str, Any]:
-        return {"kind": self.kind, "location": self.location, "config": self.config, "split": self.split,
-                "audio": self.audio_column, "text": self.text_column}
 
 
 _HUB_KEYS = {"config": "config", "split": "split", "audio": "audio_column", "text": "text_column"}

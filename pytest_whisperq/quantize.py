@@ -32,7 +32,6 @@ from pytest_whisperq.errors import QuantizeError
 if TYPE_CHECKING:
     from pytest_whisperq.data import Utterance
 
-DEFAULT_CALIBRATION_SAMPLES = 32
 PROVENANCE_NAME = "whisperq-quantization.json"
 # Files of the base that the quantized checkpoint carries unchanged.
 CARRIED_FILES = ("normalizer.json", "LICENSE.whisper", "preprocessor_config.json")

@@ -48,13 +48,19 @@ class WhisperqSession:
         return value
 
     # --- models -------------------------------------------------------------------------
+    def _resolved_key(self, role: str) -> tuple[str, Any]:
+        spec = self.settings.model if role == "model" else self.settings.base
+        if role == "model" and (spec is None or spec.kind == "quantize"):
+            return ("resolved", "quantized")
+        return ("resolved", spec)
+
     def resolved(self, role: str) -> ResolvedModel:
         from pytest_whisperq.models.resolve import resolve
 
-        spec = self.settings.model if role == "model" else self.settings.base
-        if role == "model" and (spec is None or spec.kind == "quantize"):
-            return self._once(("resolved", "quantized"), self._quantized_base)
-        return self._once(("resolved", spec), lambda: resolve(spec, self.cache, self.settings.allow_pickle))
+        key = self._resolved_key(role)
+        if key[1] == "quantized":
+            return self._once(key, self._quantized_base)
+        return self._once(key, lambda: resolve(key[1], self.cache, self.settings.allow_pickle))
 
     def _quantized_base(self) -> ResolvedModel:
         """The W4A16 checkpoint of the base, made here with llm-compressor (cached by content)."""
@@ -134,9 +140,7 @@ class WhisperqSession:
     def describe_models(self) -> list[str]:
         lines = []
         for role in ("model", "base"):
-            spec = self.settings.model if role == "model" else self.settings.base
-            quantized = role == "model" and (spec is None or spec.kind == "quantize")
-            memo = self._memo.get(("resolved", "quantized" if quantized else spec))
+            memo = self._memo.get(self._resolved_key(role))
             if memo and memo[0] == "ok":
                 lines.append(f"{role}: {memo[1].label}")
         return lines

@@ -91,6 +91,7 @@ class TransformersBackend:
             check_duration(utterance.audio, utterance.id)
         hypotheses: list[Hypothesis] = []
         tokenizer = self.processor.tokenizer
+        special = set(tokenizer.all_special_ids)
         for start in range(0, len(utterances), self.batch_size):
             batch = utterances[start : start + self.batch_size]
             features = self.processor.feature_extractor(
@@ -105,7 +106,6 @@ class TransformersBackend:
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - began
             sequences = output.sequences if hasattr(output, "sequences") else output
-            special = set(tokenizer.all_special_ids)
             for utterance, row in zip(batch, sequences.tolist()):
                 tokens = tuple(t for t in row if t not in special)
                 text = tokenizer.decode(row, skip_special_tokens=True).strip()
