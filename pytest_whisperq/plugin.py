@@ -18,14 +18,17 @@ from pytest_whisperq.settings import OPTIONS, Settings, argparse_type, build_set
 
 if TYPE_CHECKING:
     from pytest_whisperq.backends import Backend, Hypothesis
+    from pytest_whisperq.checks.fidelity import LayerError, Tolerance
+    from pytest_whisperq.checks.quant_config import Scheme
     from pytest_whisperq.checks.transcripts import WerReport
     from pytest_whisperq.data import Utterance
     from pytest_whisperq.models.resolve import ResolvedModel
+    from pytest_whisperq.models.tensors import CheckpointTensors
     from pytest_whisperq.text import Normalizer
 
 SESSION_KEY = pytest.StashKey[WhisperqSession]()
 # Fixtures that cannot work without --whisperq-model (directly or through another fixture).
-NEEDS_MODEL = {"whisperq_model", "whisperq_model_ref"}
+NEEDS_MODEL = {"whisperq_model", "whisperq_model_ref", "whisperq_model_tensors", "whisperq_layer_errors"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -123,6 +126,40 @@ def whisperq_base(whisperq_session: WhisperqSession, whisperq_base_ref: Resolved
     """The base model, loaded on the configured backend, device and dtype."""
     with _as_test_failure():
         return whisperq_session.backend("base")
+
+
+@pytest.fixture(scope="session")
+def whisperq_model_tensors(whisperq_session: WhisperqSession, whisperq_model_ref: ResolvedModel) -> CheckpointTensors:
+    """The checkpoint under test's config and safetensors headers; tensors read on demand."""
+    with _as_test_failure():
+        return whisperq_session.tensors("model")
+
+
+@pytest.fixture(scope="session")
+def whisperq_base_tensors(whisperq_session: WhisperqSession, whisperq_base_ref: ResolvedModel) -> CheckpointTensors:
+    """The base's config and safetensors headers; tensors read on demand."""
+    with _as_test_failure():
+        return whisperq_session.tensors("base")
+
+
+@pytest.fixture(scope="session")
+def whisperq_scheme(whisperq_session: WhisperqSession) -> Scheme:
+    """The quantization scheme the checkpoint must have: W4A16, group size from the options."""
+    return whisperq_session.scheme()
+
+
+@pytest.fixture(scope="session")
+def whisperq_layer_errors(
+    whisperq_session: WhisperqSession, whisperq_model_tensors: CheckpointTensors, whisperq_base_tensors: CheckpointTensors,
+) -> list[LayerError]:
+    """Each quantized Linear's relative error against the base (our own INT4 unpacking)."""
+    with _as_test_failure():
+        return whisperq_session.layer_errors()
+
+
+@pytest.fixture(scope="session")
+def whisperq_layer_tolerance(whisperq_session: WhisperqSession) -> Tolerance:
+    return whisperq_session.tolerance()
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,11 @@ from pytest_whisperq.settings import Settings
 
 if TYPE_CHECKING:
     from pytest_whisperq.backends import Backend, Hypothesis
+    from pytest_whisperq.checks.fidelity import LayerError, Tolerance
+    from pytest_whisperq.checks.quant_config import Scheme
     from pytest_whisperq.data import Utterance
     from pytest_whisperq.models.resolve import ResolvedModel
+    from pytest_whisperq.models.tensors import CheckpointTensors
     from pytest_whisperq.text import Normalizer
 
 T = TypeVar("T")
@@ -95,6 +98,32 @@ class WhisperqSession:
             ("backend", resolved.path),
             lambda: load_backend(s.backend, resolved, s.device, s.dtype, s.batch_size),
         )
+
+    # --- checkpoint format ----------------------------------------------------------------
+    def tensors(self, role: str) -> CheckpointTensors:
+        """The checkpoint's config and tensor headers (no weights read, nothing executed)."""
+        from pytest_whisperq.models.tensors import CheckpointTensors
+
+        resolved = self.resolved(role)
+        return self._once(("tensors", resolved.path),
+                          lambda: CheckpointTensors.open(resolved.path, self.settings.allow_pickle))
+
+    def scheme(self) -> Scheme:
+        from pytest_whisperq.checks.quant_config import Scheme
+
+        return Scheme(group_size=self.settings.group_size)
+
+    def tolerance(self) -> Tolerance:
+        from pytest_whisperq.checks.fidelity import Tolerance
+
+        return Tolerance(self.settings.max_layer_error, self.settings.layer_error_factor)
+
+    def layer_errors(self) -> list[LayerError]:
+        """Each quantized Linear's dequantized error against the base, computed once a run."""
+        from pytest_whisperq.checks.fidelity import layer_errors
+
+        model, base = self.tensors("model"), self.tensors("base")
+        return self._once(("layer_errors", model.path, base.path), lambda: layer_errors(model, base, self.scheme()))
 
     # --- data and text ------------------------------------------------------------------
     def eval_data(self) -> list[Utterance]:

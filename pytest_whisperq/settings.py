@@ -58,6 +58,19 @@ def _percent(name: str) -> Callable[[str], float]:
     return parse
 
 
+def _number(name: str, minimum: float) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{name}: {value!r} is not a number") from None
+        if not number >= minimum or number == float("inf"):
+            raise ConfigError(f"{name}: must be a finite number of at least {minimum:g}, got {value}")
+        return number
+
+    return parse
+
+
 def _directory(name: str, must_exist: bool) -> Callable[[str], Path]:
     def parse(value: str) -> Path:
         if not value.strip():
@@ -131,6 +144,12 @@ OPTIONS: tuple[Option, ...] = (
     _opt("batch_size", _positive_int, default="8", metavar="N", help="utterances per generate() call (default: 8)"),
     _opt("max_wer", _percent, default="15", metavar="PERCENT",
          help="absolute WER ceiling for the model under test on the evaluation data, in percent (default: 15)"),
+    _opt("group_size", _positive_int, default="128", metavar="N",
+         help="the INT4 weights' expected group size (default: 128, as W4A16 is published)"),
+    _opt("max_layer_error", _number, 0.0, default="0.6", metavar="RATIO",
+         help="largest relative error ||dequantized - base|| / ||base|| allowed for any Linear layer (default: 0.6)"),
+    _opt("layer_error_factor", _number, 1.0, default="3", metavar="FACTOR",
+         help="no layer's relative error may exceed FACTOR x the median layer's (default: 3)"),
     _opt("allow_pickle", _flag, default="false", is_flag=True,
          help="allow loading pickled (.bin/.pt) weights, which can run arbitrary code (default: refuse)"),
 )
@@ -149,6 +168,9 @@ class Settings:
     calib_samples: int
     batch_size: int
     max_wer: float
+    group_size: int
+    max_layer_error: float
+    layer_error_factor: float
     allow_pickle: bool
 
 

@@ -33,3 +33,15 @@ def whisper_tiny_en_dir(shared_cache: Cache) -> Path:
 def openai_assets(shared_cache: Cache) -> Path:
     """OpenAI's tiktoken files and English normaliser from the openai-whisper sdist."""
     return whisper_assets(shared_cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_en_w4a16(whisper_tiny_en_dir: Path, shared_cache: Cache) -> Path:
+    """whisper-tiny.en quantized here to W4A16 (GPTQ, 8 calibration utterances; ~30 s once, then cached).
+    Fewer samples leave outlier layers (2 samples: encoder.layers.3.fc2 at 3.6x the median error)."""
+    from pytest_whisperq.data import load_local_dataset
+    from pytest_whisperq.quantize import quantize_w4a16
+    from pytest_whisperq.resources import default_calib_dir, default_eval_dir
+
+    return quantize_w4a16(whisper_tiny_en_dir, "whisper-tiny.en", load_local_dataset(default_calib_dir())[:8],
+                          shared_cache, evaluation=load_local_dataset(default_eval_dir()))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,8 +9,7 @@ from pytest_whisperq.cache import Cache
 from pytest_whisperq.errors import CheckpointError, ModelResolutionError
 from pytest_whisperq.models.builtin import BUILTINS, materialize
 from pytest_whisperq.models.spec import ModelSpec
-
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+from pytest_whisperq.models.tensors import PICKLE_SUFFIXES, read_config, weight_files
 # What a Whisper checkpoint needs from the hub; pickled weights only when allowed.
 HUB_FILES = ("*.json", "*.safetensors", "*.txt", "*.tiktoken")
 
@@ -41,28 +39,8 @@ def resolve(spec: ModelSpec, cache: Cache, allow_pickle: bool = False) -> Resolv
 
 def validate_checkpoint_dir(path: Path, allow_pickle: bool, name: str) -> None:
     """A loadable Whisper checkpoint: config.json of model_type whisper and safe weights."""
-    if not path.is_dir():
-        raise CheckpointError(f"{name}: {path} is not a directory")
-    config_path = path / "config.json"
-    if not config_path.is_file():
-        raise CheckpointError(f"{name}: no config.json in {path}; is this a Hugging Face checkpoint directory?")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{name}: {config_path} is not valid JSON ({error})") from None
-    if not isinstance(config, dict) or config.get("model_type") != "whisper":
-        found = config.get("model_type") if isinstance(config, dict) else type(config).__name__
-        raise CheckpointError(f"{name}: config.json has model_type {found!r}, expected 'whisper'")
-    safetensors = list(path.glob("*.safetensors"))
-    pickles = [p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES and p.is_file()]
-    if not safetensors:
-        if pickles and not allow_pickle:
-            raise CheckpointError(
-                f"{name}: only pickled weights ({', '.join(p.name for p in pickles)}) in {path}; pickles can "
-                "run code when loaded. Convert them to safetensors, or pass --whisperq-allow-pickle if you trust them"
-            )
-        if not pickles:
-            raise CheckpointError(f"{name}: no weights (*.safetensors) in {path}")
+    read_config(path, name)
+    weight_files(path, allow_pickle, name)
 
 
 def _download_from_hub(spec: ModelSpec, allow_pickle: bool) -> tuple[Path, str | None]:

@@ -1,0 +1,90 @@
+"""compressed-tensors `pack-quantized` integers, in numpy: our own unpacking, so the format check
+does not trust the library it is checking.
+
+The layout: a B-bit value q in [-2^(B-1), 2^(B-1)-1] is stored as q + 2^(B-1); along a row, element
+i occupies bits i*B .. i*B+B-1 of one little-endian bit stream cut into int32 words (for B=4: eight
+columns per word, column j of the eight at bits 4j..4j+3, lowest first).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def packed_columns(columns: int, num_bits: int) -> int:
+    return math.ceil(columns * num_bits / 32)
+
+
+def unpack_int32(packed: np.ndarray, num_bits: int, columns: int) -> np.ndarray:
+    """Signed int8 values [rows, columns] from int32 words [rows, ceil(columns * bits / 32)]."""
+    import numpy as np
+
+    if not 1 <= num_bits <= 8:
+        raise ValueError(f"num_bits must be in 1..8, got {num_bits}")
+    words = packed.view(np.uint32) if packed.dtype == np.int32 else packed.astype(np.uint32)
+    rows = words.shape[0]
+    offset = 1 << (num_bits - 1)
+    if 32 % num_bits == 0:  # the common case (4 and 8 bits): whole values per word, vectorised shifts
+        per_word = 32 // num_bits
+        shifts = np.arange(per_word, dtype=np.uint32) * num_bits
+        values = (words[:, :, None] >> shifts) & np.uint32((1 << num_bits) - 1)
+        values = values.reshape(rows, -1)[:, :columns]
+    else:  # values straddle words: go through the bit stream
+        bits = np.unpackbits(words.astype("<u4").view(np.uint8).reshape(rows, -1), axis=1, bitorder="little")
+        bits = bits[:, : columns * num_bits].reshape(rows, columns, num_bits).astype(np.uint32)
+        values = (bits << np.arange(num_bits, dtype=np.uint32)).sum(axis=2)
+    return (values.astype(np.int16) - offset).astype(np.int8)
+
+
+def pack_int32(values: np.ndarray, num_bits: int) -> np.ndarray:
+    """The inverse of `unpack_int32`: signed values [rows, columns] to int32 words."""
+    import numpy as np
+
+    rows, columns = values.shape
+    low, high = -(1 << (num_bits - 1)), (1 << (num_bits - 1)) - 1
+    if values.size and (values.min() < low or values.max() > high):
+        raise ValueError(f"values outside the {num_bits}-bit range [{low}, {high}]")
+    unsigned = (values.astype(np.int16) + (1 << (num_bits - 1))).astype(np.uint8)
+    bits = ((unsigned[:, :, None] >> np.arange(num_bits, dtype=np.uint8)) & 1).reshape(rows, -1)
+    width = packed_columns(columns, num_bits) * 32
+    bits = np.pad(bits, ((0, 0), (0, width - bits.shape[1])))
+    return np.packbits(bits, axis=1, bitorder="little").view("<u4").view(np.int32).reshape(rows, -1)
+
+
+def dequantize(values: np.ndarray, scale: np.ndarray, group_size: int, zero_point: np.ndarray | None = None) -> np.ndarray:
+    """float32 weights from signed integers [rows, columns] and per-group scales [rows, groups]."""
+    import numpy as np
+
+    rows, columns = values.shape
+    groups = scale.shape[1]
+    padded = groups * group_size
+    if padded < columns:
+        raise ValueError(f"{groups} groups of {group_size} cannot cover {columns} columns")
+    q = np.zeros((rows, padded), dtype=np.float32)
+    q[:, :columns] = values
+    q = q.reshape(rows, groups, group_size)
+    if zero_point is not None:
+        q -= zero_point.astype(np.float32)[:, :, None]
+    return (q * scale.astype(np.float32)[:, :, None]).reshape(rows, padded)[:, :columns]
+
+
+def quantize_symmetric(weight: np.ndarray, group_size: int, num_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Round-to-nearest symmetric group quantization (scale = max|w| / (2^(B-1) - 0.5) as
+    compressed-tensors' min-max observer does): (int8 values, fp16 scales). Used to build
+    honest test checkpoints; the checkpoints under test come from GPTQ."""
+    import numpy as np
+
+    rows, columns = weight.shape
+    groups = math.ceil(columns / group_size)
+    padded = np.zeros((rows, groups * group_size), dtype=np.float32)
+    padded[:, :columns] = weight
+    grouped = padded.reshape(rows, groups, group_size)
+    q_max = (1 << (num_bits - 1)) - 1
+    scale = (np.abs(grouped).max(axis=2) / (q_max + 0.5)).astype(np.float16)
+    safe = np.where(scale == 0, np.float16(1), scale).astype(np.float32)
+    values = np.clip(np.rint(grouped / safe[:, :, None]), -q_max - 1, q_max).astype(np.int8)
+    return values.reshape(rows, -1)[:, :columns], scale
