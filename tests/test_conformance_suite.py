@@ -23,10 +23,43 @@ def run_suite(pytester: pytest.Pytester, whisper_tiny_en_dir):
     return run
 
 
-def test_suite_passes_on_a_real_model_against_itself(run_suite):
-    result = run_suite("--whisperq-model=whisper-tiny.en", "--whisperq-base=whisper-tiny.en")
-    result.assert_outcomes(passed=3)
-    result.stdout.fnmatch_lines(["*= whisperq =*", "PASS non_empty_transcripts*", "PASS wer[[]all[]] *%*"])
+def test_suite_passes_on_a_good_w4a16_checkpoint(run_suite, tiny_en_w4a16):
+    result = run_suite(f"--whisperq-model={tiny_en_w4a16}", "--whisperq-base=whisper-tiny.en", "--whisperq-max-wer=40")
+    result.assert_outcomes(passed=12)
+    result.stdout.fnmatch_lines([
+        "*= whisperq =*", "PASS quantization_config 0 deviations*", "PASS linears_packed 64/64*",
+        "PASS dequantized_weights_close *", "PASS non_empty_transcripts*", "PASS wer[[]all[]] *%*",
+    ])
+
+
+def test_a_dense_model_is_not_w4a16(run_suite):
+    """The base itself passed as the model under test: transcripts fine, format rejected."""
+    result = run_suite("--whisperq-model=whisper-tiny.en", "--whisperq-base=whisper-tiny.en", "-k", "format")
+    result.assert_outcomes(passed=6, failed=4)
+    result.stdout.fnmatch_lines([
+        "*FAIL quantization_config: observed missing*",
+        "*this is not a compressed-tensors checkpoint*",
+        "*FAIL linears_packed: observed 0/64, limit 64/64*",
+        "*model.decoder.layers.0.encoder_attn.k_proj.weight: dense F16 weight instead of weight_packed*",
+    ])
+
+
+def test_the_lm_head_mistake_fails_the_suite_with_a_fix(run_suite, whisper_tiny_en_dir, shared_cache, tmp_path):
+    from dataclasses import replace
+
+    from pytest_whisperq.data import load_local_dataset
+    from pytest_whisperq.quantize import Recipe, quantize_w4a16
+    from pytest_whisperq.resources import default_calib_dir
+
+    mistaken = quantize_w4a16(whisper_tiny_en_dir, "whisper-tiny.en", load_local_dataset(default_calib_dir())[:8],
+                              shared_cache, recipe=replace(Recipe(), ignore=("lm_head",)))
+    result = run_suite(f"--whisperq-model={mistaken}", "--whisperq-base=whisper-tiny.en", "-k", "format")
+    result.assert_outcomes(passed=8, failed=2)
+    result.stdout.fnmatch_lines([
+        "*FAIL ignore_list*", "*GPTQModifier(..., ignore=[[]'proj_out'])*",
+        "*FAIL output_head_untouched*",
+        "*proj_out.weight_packed, proj_out.weight_scale, proj_out.weight_shape: the output head is quantized*",
+    ])
 
 
 def test_suite_rejects_a_checkpoint_of_another_architecture(run_suite, whisper_tiny_en_dir, whisper_base_dir):
@@ -49,7 +82,7 @@ def test_wer_ceiling_fails_with_the_worst_utterances(run_suite):
 
 def test_without_a_model_the_base_is_quantized_here_and_gated(run_suite):
     """The default main job: no --whisperq-model, so the quantize fixture makes the W4A16 checkpoint
-    (tiny.en and 2 calibration samples here, to keep the test short; reused from the cache)."""
-    result = run_suite("--whisperq-base=whisper-tiny.en", "--whisperq-calib-samples=2", "--whisperq-max-wer=40")
-    result.assert_outcomes(passed=3)
+    (tiny.en and 8 calibration samples here, to keep the test short; reused from the cache)."""
+    result = run_suite("--whisperq-base=whisper-tiny.en", "--whisperq-calib-samples=8", "--whisperq-max-wer=40")
+    result.assert_outcomes(passed=12)
     result.stdout.fnmatch_lines(["model: quantize (*/quantized/whisper-tiny.en-W4A16-*)", "base: whisper-tiny.en (*)"])

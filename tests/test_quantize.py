@@ -140,10 +140,10 @@ def assert_w4a16(checkpoint: Path, expected_linears: int) -> None:
 
 
 @pytest.mark.slow
-def test_whisper_tiny_en_quantizes_reproducibly_and_transcribes(whisper_tiny_en_dir, calibration, evaluation, tmp_path, shared_cache):
-    first = quantize_w4a16(whisper_tiny_en_dir, "whisper-tiny.en", calibration[:2], shared_cache, evaluation=evaluation)
+def test_whisper_tiny_en_quantizes_reproducibly(whisper_tiny_en_dir, tiny_en_w4a16, calibration, evaluation, tmp_path):
+    first = tiny_en_w4a16  # 8 calibration utterances, in the shared cache
     assert_w4a16(first, expected_linears=4 * 6 + 4 * 10)
-    again = quantize_w4a16(whisper_tiny_en_dir, "whisper-tiny.en", calibration[:2], Cache(tmp_path), evaluation=evaluation)
+    again = quantize_w4a16(whisper_tiny_en_dir, "whisper-tiny.en", calibration[:8], Cache(tmp_path), evaluation=evaluation)
     assert again != first
     assert sha256_file(again / "model.safetensors") == sha256_file(first / "model.safetensors")
     shutil.rmtree(again)
@@ -157,8 +157,13 @@ def test_whisper_base_w4a16_has_the_card_format_and_transcribes(whisper_base_dir
     from pytest_whisperq.models.spec import parse_model_spec
     from pytest_whisperq.text import english_normalizer
 
+    from pytest_whisperq.checks.format_suite import format_checks
+    from pytest_whisperq.models.tensors import CheckpointTensors
+
     checkpoint = quantize_w4a16(whisper_base_dir, "whisper-base", calibration[:8], shared_cache, evaluation=evaluation)
     assert_w4a16(checkpoint, expected_linears=96)
+    format_results = format_checks(CheckpointTensors.open(checkpoint), CheckpointTensors.open(whisper_base_dir))
+    assert all(r.ok for r in format_results), [r.describe() for r in format_results if not r.ok]
     backend = load_backend("transformers", ResolvedModel(parse_model_spec(str(checkpoint)), checkpoint), "cpu", "float32", 8)
     read = [u for u in evaluation if u.subset in ("read_librivox", "read_clean")]
     hypotheses = backend.transcribe(read)

@@ -46,7 +46,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_option_table_names_flags_and_ini_keys() -> None:
     assert [o.name for o in OPTIONS] == [
         "model", "base", "backend", "device", "dtype", "cache_dir", "data", "calib_data", "calib_samples",
-        "batch_size", "max_wer", "allow_pickle",
+        "batch_size", "max_wer", "group_size", "max_layer_error", "layer_error_factor", "allow_pickle",
     ]
     assert BY_NAME["cache_dir"].flag == "--whisperq-cache-dir"
     assert BY_NAME["cache_dir"].ini == "whisperq_cache_dir"
@@ -491,3 +491,21 @@ def test_settings_are_frozen() -> None:
     settings = build_settings({}, {})
     with pytest.raises(AttributeError):
         settings.device = "cpu"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("name", "raw", "expected"), [
+    ("max_layer_error", "0.75", 0.75), ("max_layer_error", "2", 2.0), ("layer_error_factor", "1", 1.0),
+    ("group_size", "64", 64),
+])
+def test_format_tolerances_parse(name: str, raw: str, expected: float) -> None:
+    assert parse(name, raw) == expected
+
+
+@pytest.mark.parametrize(("name", "raw", "message"), [
+    ("max_layer_error", "-0.1", "at least 0"), ("max_layer_error", "nan", "at least 0"),
+    ("max_layer_error", "inf", "finite"), ("layer_error_factor", "0.5", "at least 1"),
+    ("layer_error_factor", "lots", "is not a number"), ("group_size", "0", "at least 1"),
+])
+def test_format_tolerances_reject_bad_values(name: str, raw: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse(name, raw)

@@ -131,7 +131,8 @@ def check_ignore_list(config: dict[str, Any], module_names: Iterable[str]) -> Ch
     modules = set(module_names) | {HEAD}
     problems = []
     if not any(ignore_matches(entry, HEAD) for entry in ignore):
-        problems.append(f"{key}.ignore {ignore!r} does not cover the output head {HEAD!r}")
+        problems.append(f"{key}.ignore {ignore!r} does not cover the output head {HEAD!r}, so it was quantized "
+                        "(llm-compressor drops entries that match nothing, such as 'lm_head')")
     for entry in ignore:
         if not any(ignore_matches(entry, name) for name in modules):
             hint = (f"; Whisper's output head is {HEAD!r}: a recipe with ignore=['lm_head'] quantizes it"

@@ -1,0 +1,230 @@
+"""The format checks on real checkpoints: good ones pass, each defect built from a good one is
+rejected by the check that owns it, with a message naming the tensor or key and what was expected."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from checkpoint_factory import edited_copy, packed_linear, set_linear, write_checkpoint, load_all
+
+from pytest_whisperq.checks.fidelity import dequantized_weight
+from pytest_whisperq.checks.checkpoint_format import Linear
+from pytest_whisperq.checks.format_suite import format_checks
+from pytest_whisperq.checks.packing import pack_int32
+from pytest_whisperq.checks.quant_config import Scheme
+from pytest_whisperq.models.tensors import CheckpointTensors
+from pytest_whisperq.results import CheckResult
+
+pytestmark = pytest.mark.slow
+
+LAYER = "model.encoder.layers.1.fc1"  # tiny.en: [1536, 384]
+GROUP = "config_groups.group_0"
+FIRST = "model.decoder.layers.0.encoder_attn.k_proj"  # listed first when every layer is wrong: [384, 384]
+
+
+def results(model_dir: Path, base_dir: Path) -> dict[str, CheckResult]:
+    return {r.name: r for r in format_checks(CheckpointTensors.open(model_dir), CheckpointTensors.open(base_dir))}
+
+
+def failing(model_dir: Path, base_dir: Path) -> dict[str, CheckResult]:
+    return {name: r for name, r in results(model_dir, base_dir).items() if not r.ok}
+
+
+def text(result: CheckResult) -> str:
+    return result.describe()
+
+
+@pytest.fixture(scope="module")
+def good(tiny_en_w4a16: Path) -> Path:
+    return tiny_en_w4a16
+
+
+def test_a_good_checkpoint_passes_every_format_check(good, whisper_tiny_en_dir):
+    outcome = results(good, whisper_tiny_en_dir)
+    assert len(outcome) == 10 and all(r.ok for r in outcome.values()), [text(r) for r in outcome.values() if not r.ok]
+    assert outcome["linears_packed"].observed == "64/64"
+    assert "103 unquantized tensors" in outcome["untouched_tensors_equal"].detail
+
+
+def test_sharded_copy_of_a_good_checkpoint_passes(good, whisper_tiny_en_dir, tmp_path):
+    config, tensors = load_all(good)
+    sharded = write_checkpoint(tmp_path / "sharded", config, tensors, like=good, shards=3)
+    assert CheckpointTensors.open(sharded).index is not None
+    assert not failing(sharded, whisper_tiny_en_dir)
+
+
+def test_the_real_lm_head_mistake_is_caught(whisper_tiny_en_dir, shared_cache):
+    """llm-compressor with ignore=["lm_head"], as other models' recipes say: Whisper's head gets quantized."""
+    from pytest_whisperq.data import load_local_dataset
+    from pytest_whisperq.quantize import Recipe, quantize_w4a16
+    from pytest_whisperq.resources import default_calib_dir
+
+    mistaken = quantize_w4a16(whisper_tiny_en_dir, "whisper-tiny.en", load_local_dataset(default_calib_dir())[:8],
+                              shared_cache, recipe=replace(Recipe(), ignore=("lm_head",)))
+    failed = failing(mistaken, whisper_tiny_en_dir)
+    assert set(failed) == {"ignore_list", "output_head_untouched"}, [text(r) for r in failed.values()]
+    head = text(failed["output_head_untouched"])
+    assert "proj_out.weight_packed" in head and "the output head is quantized, expected it dense" in head
+    assert "config.json tie_word_embeddings: False and no proj_out.weight" in head
+    ignore = text(failed["ignore_list"])
+    # llm-compressor drops an ignore entry that matches nothing: the saved list is empty
+    assert "quantization_config.ignore [] does not cover the output head 'proj_out', so it was quantized" in ignore
+
+
+def test_an_ignore_entry_that_names_nothing(good, whisper_tiny_en_dir, tmp_path):
+    def name_lm_head(config):
+        config["quantization_config"]["ignore"] = ["proj_out", "lm_head", "re:.*encoder_attn.q_proj$"]
+
+    failed = failing(edited_copy(good, tmp_path / "ignore", edit_config=name_lm_head), whisper_tiny_en_dir)
+    assert set(failed) == {"ignore_list"}
+    message = text(failed["ignore_list"])
+    assert "entry 'lm_head' names no module of this model; Whisper's output head is 'proj_out'" in message
+    assert len(failed["ignore_list"].evidence) == 1  # the regex matches real modules: fine
+
+
+def _dense(tensors, module, weight):
+    set_linear(tensors, module, {"weight": weight.astype(np.float16)})
+
+
+def test_a_linear_left_dense(good, whisper_tiny_en_dir, tmp_path):
+    base = CheckpointTensors.open(whisper_tiny_en_dir)
+    broken = edited_copy(good, tmp_path / "dense", lambda t: _dense(t, LAYER, base.read(f"{LAYER}.weight")))
+    failed = failing(broken, whisper_tiny_en_dir)
+    assert set(failed) == {"linears_packed", "dequantized_weights_close"}
+    assert failed["linears_packed"].observed == "63/64"
+    assert f"{LAYER}.weight: dense F16 weight instead of weight_packed: left dense" in text(failed["linears_packed"])
+    assert f"{LAYER}: could not be dequantized (not packed)" in text(failed["dequantized_weights_close"])
+
+
+def test_a_dense_k_proj_breaks_vllm_fusion(good, whisper_tiny_en_dir, tmp_path):
+    module = "model.decoder.layers.2.encoder_attn.k_proj"
+    base = CheckpointTensors.open(whisper_tiny_en_dir)
+    broken = edited_copy(good, tmp_path / "mixed", lambda t: _dense(t, module, base.read(f"{module}.weight")))
+    fused = failing(broken, whisper_tiny_en_dir)["fused_projections_alike"]
+    assert ("model.decoder.layers.2.encoder_attn: k_proj dense F16, v_proj packed I32 x48 scale F16 x3"
+            in text(fused)), text(fused)
+
+
+def _requantize_all(tensors, base: CheckpointTensors, num_bits: int, group_size: int):
+    for name in [n for n in tensors if n.endswith(".weight_packed")]:
+        module = name.removesuffix(".weight_packed")
+        set_linear(tensors, module, packed_linear(base.read(f"{module}.weight"), num_bits, group_size))
+
+
+def _weights(config, **changes):
+    config["quantization_config"]["config_groups"]["group_0"]["weights"].update(changes)
+
+
+def test_a_wrong_group_size(good, whisper_tiny_en_dir, tmp_path):
+    base = CheckpointTensors.open(whisper_tiny_en_dir)
+    broken = edited_copy(good, tmp_path / "g64", lambda t: _requantize_all(t, base, 4, 64),
+                         lambda c: _weights(c, group_size=64))
+    failed = failing(broken, whisper_tiny_en_dir)
+    assert set(failed) == {"quantization_config", "linears_packed"}
+    assert f"quantization_config.{GROUP}.weights.group_size: 64, expected 128" in text(failed["quantization_config"])
+    assert f"{FIRST}.weight_scale: F16 [384, 6], expected F16 [384, 3]" in text(failed["linears_packed"])
+
+
+def test_eight_bit_weights(good, whisper_tiny_en_dir, tmp_path):
+    base = CheckpointTensors.open(whisper_tiny_en_dir)
+    broken = edited_copy(good, tmp_path / "w8", lambda t: _requantize_all(t, base, 8, 128),
+                         lambda c: _weights(c, num_bits=8))
+    failed = failing(broken, whisper_tiny_en_dir)
+    assert {"quantization_config", "linears_packed"} <= set(failed)
+    assert f"{GROUP}.weights.num_bits: 8, expected 4" in text(failed["quantization_config"])
+    assert f"{FIRST}.weight_packed: I32 [384, 96], expected I32 [384, 48]" in text(failed["linears_packed"])
+
+
+def test_asymmetric_zero_points(good, whisper_tiny_en_dir, tmp_path):
+    def add_zero_points(tensors):
+        for name in [n for n in tensors if n.endswith(".weight_scale")]:
+            groups = np.zeros_like(tensors[name], dtype=np.int8)  # packed along the output dim, as compressed-tensors does
+            tensors[name.replace("weight_scale", "weight_zero_point")] = pack_int32(groups.T, 4).T.copy()
+
+    broken = edited_copy(good, tmp_path / "asym", add_zero_points, lambda c: _weights(c, symmetric=False))
+    failed = failing(broken, whisper_tiny_en_dir)
+    assert set(failed) == {"quantization_config", "linears_packed"}
+    assert f"{GROUP}.weights.symmetric: False, expected True" in text(failed["quantization_config"])
+    assert (f"{FIRST}.weight_zero_point: present, expected none (symmetric quantization has no zero point)"
+            in text(failed["linears_packed"]))
+
+
+def test_quantized_activations(good, whisper_tiny_en_dir, tmp_path):
+    activations = {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "tensor", "dynamic": False}
+
+    def add_input_scales(tensors):
+        tensors[f"{LAYER}.input_scale"] = np.ones(1, dtype=np.float16)
+
+    def quantize_inputs(config):
+        config["quantization_config"]["config_groups"]["group_0"]["input_activations"] = activations
+
+    broken = edited_copy(good, tmp_path / "w4a8", add_input_scales, quantize_inputs)
+    failed = failing(broken, whisper_tiny_en_dir)
+    assert set(failed) == {"quantization_config", "linears_packed"}
+    assert f"{GROUP}.input_activations: {activations!r}, expected None" in text(failed["quantization_config"])
+    assert f"{LAYER}.input_scale: unexpected tensor (quantized activations?)" in text(failed["linears_packed"])
+
+
+def test_a_wrong_weight_shape(good, whisper_tiny_en_dir, tmp_path):
+    def lie(tensors):
+        tensors[f"{LAYER}.weight_shape"] = np.array([1536, 380], dtype=np.int64)
+
+    failed = failing(edited_copy(good, tmp_path / "shape", lie), whisper_tiny_en_dir)
+    assert set(failed) == {"linears_packed"}
+    assert f"{LAYER}.weight_shape: [1536, 380], expected the base's [1536, 384]" in text(failed["linears_packed"])
+
+
+def test_a_changed_layer_norm(good, whisper_tiny_en_dir, tmp_path):
+    norm = "model.decoder.layers.0.self_attn_layer_norm.weight"
+
+    def nudge(tensors):
+        tensors[norm] = (tensors[norm].astype(np.float32) * 1.01).astype(np.float16)
+
+    failed = failing(edited_copy(good, tmp_path / "norm", nudge), whisper_tiny_en_dir)
+    assert set(failed) == {"untouched_tensors_equal"}
+    assert f"{norm}: " in text(failed["untouched_tensors_equal"]) and "of 384 values differ" in text(failed["untouched_tensors_equal"])
+
+
+def test_perturbed_scales_are_an_outlier_layer(good, whisper_tiny_en_dir, tmp_path):
+    def scale_up(tensors):
+        tensors[f"{LAYER}.weight_scale"] = tensors[f"{LAYER}.weight_scale"] * np.float16(3)
+
+    failed = failing(edited_copy(good, tmp_path / "scales", scale_up), whisper_tiny_en_dir)
+    assert set(failed) == {"dequantized_weights_close"}
+    message = text(failed["dequantized_weights_close"])
+    assert f"- {LAYER}: relative error 2.0" in message and "limit 0.5" in message, message
+
+
+def test_a_float32_model_and_a_dropped_bias(good, whisper_tiny_en_dir, tmp_path):
+    bias = "model.encoder.layers.0.fc2.bias"
+
+    def to_float32(config):
+        config["dtype"] = "float32"
+
+    failed = failing(edited_copy(good, tmp_path / "fp32", lambda t: t.pop(bias), to_float32), whisper_tiny_en_dir)
+    assert set(failed) == {"model_dtype", "untouched_tensors_layout"}
+    assert "config.json dtype is 'float32'" in text(failed["model_dtype"])
+    assert f"{bias}: missing, expected F16 [384]" in text(failed["untouched_tensors_layout"])
+
+
+def test_not_quantized_at_all(whisper_tiny_en_dir):
+    failed = failing(whisper_tiny_en_dir, whisper_tiny_en_dir)
+    assert "this is not a compressed-tensors checkpoint" in text(failed["quantization_config"])
+    assert failed["linears_packed"].observed == "0/64"
+
+
+def test_our_dequantization_matches_compressed_tensors_on_a_real_gptq_layer(good):
+    import torch
+    from compressed_tensors.compressors.pack_quantized.base import PackedQuantizationCompressor
+    from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
+
+    model = CheckpointTensors.open(good)
+    scheme = QuantizationScheme(targets=["Linear"], weights=QuantizationArgs(num_bits=4, symmetric=True, strategy="group",
+                                                                             group_size=128))
+    state = {p: torch.from_numpy(model.read(f"{LAYER}.{p}")) for p in ("weight_packed", "weight_scale", "weight_shape")}
+    theirs = PackedQuantizationCompressor.decompress(state, scheme)["weight"].numpy()
+    ours = dequantized_weight(model, Linear(LAYER, 1536, 384), Scheme())
+    assert np.array_equal(ours.astype(np.float16), theirs)
