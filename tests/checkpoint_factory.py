@@ -138,3 +138,49 @@ def whisper_tensor_shapes(config: dict[str, Any]) -> Iterator[tuple[str, tuple[i
         yield from mlp(layer)
         yield from norm(f"{layer}.final_layer_norm")
     yield from norm("model.decoder.layer_norm")
+
+
+def _random_tensor(name: str, shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """Deterministic per name: weights ~N(0, 0.02), norms near 1, biases small."""
+    import zlib
+
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    if "layer_norm" in name and name.endswith(".weight"):
+        return (1 + 0.05 * rng.standard_normal(shape, dtype=np.float32)).astype(np.float16)
+    scale = 0.002 if name.endswith(".bias") else 0.02
+    return (scale * rng.standard_normal(shape, dtype=np.float32)).astype(np.float16)
+
+
+def build_synthetic_pair(out: Path, config: dict[str, Any], seed: int = 0, base_shards: int = 4) -> tuple[Path, Path]:
+    """A random fp16 base with Whisper's exact tensor names and shapes (sharded, with an index, as
+    large checkpoints are published) and its W4A16 (symmetric group-128 round to nearest, packed with
+    our packer) in one file. Memory stays near one shard."""
+    from pytest_whisperq.checks.checkpoint_format import LINEAR_KINDS
+
+    shapes = list(whisper_tensor_shapes(config))
+    base_dir, model_dir = out / "base", out / "w4a16"
+    base_dir.mkdir(parents=True)
+    model_dir.mkdir()
+    model_config = {**config, "quantization_config": quantization_config()}
+    for directory, cfg in ((base_dir, config), (model_dir, model_config)):
+        (directory / "config.json").write_text(json.dumps(cfg, indent=2))
+    weight_map: dict[str, str] = {}
+    quantized: Tensors = {}
+    for index, part in enumerate(np.array_split(np.arange(len(shapes)), base_shards)):
+        file = f"model-{index + 1:05d}-of-{base_shards:05d}.safetensors"
+        shard: Tensors = {}
+        for i in part:
+            name, shape = shapes[i]
+            tensor = _random_tensor(name, shape, seed)
+            shard[name] = tensor
+            weight_map[name] = file
+            module, _, param = name.rpartition(".")
+            if param == "weight" and module.rpartition(".")[2] in LINEAR_KINDS:
+                quantized.update({f"{module}.{k}": v for k, v in packed_linear(tensor).items()})
+            else:
+                quantized[name] = tensor
+        save_file(shard, str(base_dir / file), {"format": "pt"})
+        del shard
+    (base_dir / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    save_file(quantized, str(model_dir / "model.safetensors"), {"format": "pt"})
+    return model_dir, base_dir

@@ -25,19 +25,24 @@ def unpack_int32(packed: np.ndarray, num_bits: int, columns: int) -> np.ndarray:
 
     if not 1 <= num_bits <= 8:
         raise ValueError(f"num_bits must be in 1..8, got {num_bits}")
-    words = packed.view(np.uint32) if packed.dtype == np.int32 else packed.astype(np.uint32)
+    words = packed.astype("<i4", copy=False)
     rows = words.shape[0]
     offset = 1 << (num_bits - 1)
-    if 32 % num_bits == 0:  # the common case (4 and 8 bits): whole values per word, vectorised shifts
-        per_word = 32 // num_bits
-        shifts = np.arange(per_word, dtype=np.uint32) * num_bits
-        values = (words[:, :, None] >> shifts) & np.uint32((1 << num_bits) - 1)
-        values = values.reshape(rows, -1)[:, :columns]
-    else:  # values straddle words: go through the bit stream
-        bits = np.unpackbits(words.astype("<u4").view(np.uint8).reshape(rows, -1), axis=1, bitorder="little")
-        bits = bits[:, : columns * num_bits].reshape(rows, columns, num_bits).astype(np.uint32)
-        values = (bits << np.arange(num_bits, dtype=np.uint32)).sum(axis=2)
-    return (values.astype(np.int16) - offset).astype(np.int8)
+    if 8 % num_bits == 0:  # 1, 2, 4, 8 bits: whole values per byte, unpacked with byte-wide shifts
+        data = words.view(np.uint8).reshape(rows, -1)
+        per_byte = 8 // num_bits
+        values = np.empty((rows, data.shape[1] * per_byte), dtype=np.uint8)
+        mask = np.uint8((1 << num_bits) - 1)
+        for j in range(per_byte):
+            np.bitwise_and(data >> np.uint8(j * num_bits), mask, out=values[:, j::per_byte])
+        values = values[:, :columns]
+    else:  # values straddle bytes and words: go through the bit stream
+        bits = np.unpackbits(words.view(np.uint8).reshape(rows, -1), axis=1, bitorder="little")
+        bits = bits[:, : columns * num_bits].reshape(rows, columns, num_bits).astype(np.uint16)
+        values = (bits << np.arange(num_bits, dtype=np.uint16)).sum(axis=2, dtype=np.uint16)
+    signed = values.astype(np.int16) if num_bits == 8 else values.astype(np.int8)
+    signed -= offset
+    return signed.astype(np.int8, copy=False)
 
 
 def pack_int32(values: np.ndarray, num_bits: int) -> np.ndarray:
@@ -64,12 +69,16 @@ def dequantize(values: np.ndarray, scale: np.ndarray, group_size: int, zero_poin
     padded = groups * group_size
     if padded < columns:
         raise ValueError(f"{groups} groups of {group_size} cannot cover {columns} columns")
-    q = np.zeros((rows, padded), dtype=np.float32)
-    q[:, :columns] = values
-    q = q.reshape(rows, groups, group_size)
+    if padded == columns:
+        q = values.astype(np.float32)
+    else:
+        q = np.zeros((rows, padded), dtype=np.float32)
+        q[:, :columns] = values
+    grouped = q.reshape(rows, groups, group_size)
     if zero_point is not None:
-        q -= zero_point.astype(np.float32)[:, :, None]
-    return (q * scale.astype(np.float32)[:, :, None]).reshape(rows, padded)[:, :columns]
+        grouped -= zero_point.astype(np.float32)[:, :, None]
+    grouped *= scale.astype(np.float32)[:, :, None]
+    return q[:, :columns]
 
 
 def quantize_symmetric(weight: np.ndarray, group_size: int, num_bits: int) -> tuple[np.ndarray, np.ndarray]:
