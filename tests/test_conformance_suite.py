@@ -86,3 +86,16 @@ def test_without_a_model_the_base_is_quantized_here_and_gated(run_suite):
     result = run_suite("--whisperq-base=whisper-tiny.en", "--whisperq-calib-samples=8", "--whisperq-max-wer=40")
     result.assert_outcomes(passed=12)
     result.stdout.fnmatch_lines(["model: quantize (*/quantized/whisper-tiny.en-W4A16-*)", "base: whisper-tiny.en (*)"])
+
+
+def test_a_corrupt_checkpoint_stops_each_format_test_with_the_reason(run_suite, tiny_en_w4a16, tmp_path):
+    import shutil
+
+    broken = tmp_path / "truncated"
+    shutil.copytree(tiny_en_w4a16, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    result = run_suite(f"--whisperq-model={broken}", "--whisperq-base=whisper-tiny.en", "-k", "format")
+    result.assert_outcomes(errors=10)  # the fixture fails: every test that needs the checkpoint errors
+    result.stdout.fnmatch_lines(["*CheckpointError: *model.safetensors: tensor * data ends at byte * the file is truncated*"])
+    assert "Traceback" not in result.stdout.str()
