@@ -7,6 +7,7 @@ from pytest_whisperq.checks.checkpoint_format import (
     check_output_head,
     check_untouched_tensors_equal,
     check_untouched_tensors_layout,
+    linear_layers,
     module_names,
 )
 from pytest_whisperq.checks.compat import check_same_architecture
@@ -27,7 +28,8 @@ def test_model_dtype_is_fp16(whisperq_model_tensors, whisperq_scheme, whisperq_c
 
 
 def test_ignore_list_keeps_the_output_head(whisperq_model_tensors, whisperq_base_tensors, whisperq_check):
-    whisperq_check(check_ignore_list(whisperq_model_tensors.config, module_names(whisperq_base_tensors)))
+    linears = [layer.name for layer in linear_layers(whisperq_base_tensors)]
+    whisperq_check(check_ignore_list(whisperq_model_tensors.config, module_names(whisperq_base_tensors), linears))
 
 
 def test_every_linear_is_packed(whisperq_model_tensors, whisperq_base_tensors, whisperq_scheme, whisperq_check):

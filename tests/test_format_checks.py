@@ -82,7 +82,9 @@ def test_an_ignore_entry_that_names_nothing(good, whisper_tiny_en_dir, tmp_path)
     assert set(failed) == {"ignore_list"}
     message = text(failed["ignore_list"])
     assert "entry 'lm_head' names no module of this model; Whisper's output head is 'proj_out'" in message
-    assert len(failed["ignore_list"].evidence) == 1  # the regex matches real modules: fine
+    # a regex over real Linears is worse than a stale name: it leaves them dense where loaders expect packed
+    assert ("entry 're:.*encoder_attn.q_proj$' excludes 4 Linear layers that W4A16 quantizes "
+            "(model.decoder.layers.0.encoder_attn.q_proj, ") in message
 
 
 def _dense(tensors, module, weight):
@@ -165,7 +167,7 @@ def test_quantized_activations(good, whisper_tiny_en_dir, tmp_path):
     failed = failing(broken, whisper_tiny_en_dir)
     assert set(failed) == {"quantization_config", "linears_packed"}
     assert f"{GROUP}.input_activations: {activations!r}, expected None" in text(failed["quantization_config"])
-    assert f"{LAYER}.input_scale: unexpected tensor (quantized activations?)" in text(failed["linears_packed"])
+    assert f"{LAYER}.input_scale: not in the base, expected none (quantized activations?" in text(failed["linears_packed"])
 
 
 def test_a_wrong_weight_shape(good, whisper_tiny_en_dir, tmp_path):
@@ -228,3 +230,48 @@ def test_our_dequantization_matches_compressed_tensors_on_a_real_gptq_layer(good
     theirs = PackedQuantizationCompressor.decompress(state, scheme)["weight"].numpy()
     ours = dequantized_weight(model, Linear(LAYER, 1536, 384), Scheme())
     assert np.array_equal(ours.astype(np.float16), theirs)
+
+
+def test_tensors_added_beside_a_linear_or_the_head(good, whisper_tiny_en_dir, tmp_path):
+    k_bias = "model.decoder.layers.0.self_attn.k_proj.bias"  # Whisper's k_proj has no bias
+
+    def add(tensors):
+        tensors[k_bias] = np.full(384, 5.0, dtype=np.float16)
+        tensors["proj_out.input_scale"] = np.ones(1, dtype=np.float16)
+
+    failed = failing(edited_copy(good, tmp_path / "added", add), whisper_tiny_en_dir)
+    assert set(failed) == {"linears_packed", "output_head_untouched"}
+    assert f"{k_bias}: not in the base, expected none" in text(failed["linears_packed"])
+    assert "proj_out.input_scale: not in the base, expected the head to be a plain weight" in text(failed["output_head_untouched"])
+
+
+def test_a_string_for_tie_word_embeddings(good, whisper_tiny_en_dir, tmp_path):
+    def stringly(config):
+        config["tie_word_embeddings"] = "false"
+
+    failed = failing(edited_copy(good, tmp_path / "tie", edit_config=stringly), whisper_tiny_en_dir)
+    assert set(failed) == {"output_head_untouched"}
+    assert "config.json tie_word_embeddings: 'false', expected a boolean (true)" in text(failed["output_head_untouched"])
+
+
+def test_group_act_order_indices_are_validated_and_used(good, whisper_tiny_en_dir, tmp_path):
+    def act_order(config):
+        _weights(config, actorder="group")
+
+    def with_g_idx(value):
+        def edit(tensors):
+            for name in [n for n in tensors if n.endswith(".weight_shape")]:
+                columns = int(tensors[name][1])
+                tensors[name.replace("weight_shape", "weight_g_idx")] = value(columns)
+        return edit
+
+    contiguous = edited_copy(good, tmp_path / "g-ok", with_g_idx(lambda c: (np.arange(c) // 128).astype(np.int32)), act_order)
+    assert not failing(contiguous, whisper_tiny_en_dir)
+    shuffled = edited_copy(good, tmp_path / "g-shuffled",
+                           with_g_idx(lambda c: np.random.default_rng(0).permutation(np.arange(c) // 128).astype(np.int32)),
+                           act_order)
+    assert "relative error" in text(failing(shuffled, whisper_tiny_en_dir)["dequantized_weights_close"])
+    garbage = edited_copy(good, tmp_path / "g-bad", with_g_idx(lambda c: np.full(c, -99, dtype=np.int32)), act_order)
+    assert "weight_g_idx: group indices -99..-99, expected 0..2" in text(failing(garbage, whisper_tiny_en_dir)["dequantized_weights_close"])
+    wrong_type = edited_copy(good, tmp_path / "g-f32", with_g_idx(lambda c: np.zeros(7, dtype=np.float32)), act_order)
+    assert f"{FIRST}.weight_g_idx: F32 [7], expected I32 [384]" in text(failing(wrong_type, whisper_tiny_en_dir)["linears_packed"])

@@ -9,7 +9,7 @@ from compressed_tensors.compressors.pack_quantized.base import PackedQuantizatio
 from compressed_tensors.compressors.pack_quantized.helpers import pack_to_int32, unpack_from_int32
 from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
 
-from pytest_whisperq.checks.packing import dequantize, pack_int32, packed_columns, quantize_symmetric, unpack_int32
+from pytest_whisperq.checks.packing import dequantize, dequantize_by_index, pack_int32, packed_columns, quantize_symmetric, unpack_int32
 
 # Worked by hand from the format: q + 8 in four bits, column j of eight at bits 4j..4j+3.
 GOLDEN_INT4 = [
@@ -80,3 +80,11 @@ def test_dequantize_with_zero_points_and_a_partial_group() -> None:
     assert dequantize(values, scale, 2, zero_point=np.array([[1, 3]])).tolist() == [[0.0, 0.5, 0.0]]
     with pytest.raises(ValueError, match="cannot cover"):
         dequantize(values, scale, 1)
+
+
+def test_group_act_order_uses_each_columns_group() -> None:
+    values = np.array([[1, 2, 3, 4]], dtype=np.int8)
+    scale = np.array([[10.0, 0.5]], dtype=np.float16)
+    assert dequantize_by_index(values, scale, np.array([1, 0, 1, 0])).tolist() == [[0.5, 20.0, 1.5, 40.0]]
+    contiguous = np.repeat(np.arange(2), 2)  # act-order that kept the natural order is plain grouping
+    assert np.array_equal(dequantize_by_index(values, scale, contiguous), dequantize(values, scale, 2))

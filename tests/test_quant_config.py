@@ -95,3 +95,23 @@ def test_ignore_matching_follows_compressed_tensors() -> None:
     assert ignore_matches("proj_out", "proj_out") and not ignore_matches("proj", "proj_out")
     assert ignore_matches("re:.*fc1", "model.encoder.layers.0.fc1")
     assert not ignore_matches("re:fc1", "model.encoder.layers.0.fc1")  # re.match anchors at the start
+
+
+@pytest.mark.parametrize(("ignore", "evidence"), [
+    (["proj_out", "model.encoder.layers.0.fc1"], "entry 'model.encoder.layers.0.fc1' excludes 1 Linear layers"),
+    (["re:"], "entry 're:' excludes 2 Linear layers"),
+    (["proj_out", "re:model\\.encoder\\."], "excludes 1 Linear layers that W4A16 quantizes (model.encoder.layers.0.fc1)"),
+])
+def test_an_ignore_entry_may_not_switch_off_quantized_linears(ignore, evidence: str) -> None:
+    config = copy.deepcopy(GOOD)
+    config["quantization_config"]["ignore"] = ignore
+    linears = MODULES - {"proj_out"}
+    result = check_ignore_list(config, MODULES, linears)
+    assert not result.ok and evidence in result.describe(), result.describe()
+
+
+def test_legacy_nested_sparsity_is_checked() -> None:
+    nested = {"compression_config": {"quantization_config": GOOD["quantization_config"],
+                                     "sparsity_config": {"format": "sparse-24-bitmask"}}}
+    result = check_quantization_config(nested, Scheme())
+    assert not result.ok and "compression_config.sparsity_config: {'format': 'sparse-24-bitmask'}" in result.describe()

@@ -67,6 +67,7 @@ def _raw_file(path: Path, header: object, data: bytes = b"", declared_length: in
       "y": {"dtype": "F16", "shape": [2], "data_offsets": [2, 6]}}, b"\0" * 6, None, "overlap"),
     ({"x": {"dtype": "F16", "shape": [2], "data_offsets": [0, 4]}}, b"\0" * 4, 10**9, "header claims 1000000000 bytes"),
     ([1, 2], b"", None, "is a list, expected an object"),
+    ({"x": {"dtype": ["F16"], "shape": [2], "data_offsets": [0, 4]}}, b"\0" * 4, None, r"unknown dtype \['F16'\]"),
 ])
 def test_a_header_that_lies_is_a_checkpoint_error(tmp_path: Path, header, data, declared, message) -> None:
     with pytest.raises(CheckpointError, match=message):
@@ -136,3 +137,28 @@ def test_a_directory_without_weights_or_config(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps(CONFIG))
     with pytest.raises(CheckpointError, match=r"no weights \(\*.safetensors\)"):
         CheckpointTensors.open(tmp_path)
+
+
+def test_deeply_nested_json_is_a_checkpoint_error(tmp_path: Path) -> None:
+    deep = b"[" * 200_000
+    (tmp_path / "deep.safetensors").write_bytes(struct.pack("<Q", len(deep)) + deep)
+    with pytest.raises(CheckpointError, match="RecursionError"):
+        read_safetensors_header(tmp_path / "deep.safetensors")
+    (tmp_path / "config.json").write_bytes(deep)
+    with pytest.raises(CheckpointError, match="config.json is not valid JSON"):
+        CheckpointTensors.open(tmp_path)
+
+
+def test_a_directory_named_like_weights_is_not_weights(tmp_path: Path, tensors) -> None:
+    checkpoint = write_checkpoint(tmp_path / "c", CONFIG, tensors)
+    (checkpoint / "extra.safetensors").mkdir()
+    assert sorted(CheckpointTensors.open(checkpoint).names()) == sorted(tensors)
+
+
+def test_a_pickle_with_non_tensor_entries_is_refused(tmp_path: Path) -> None:
+    directory = tmp_path / "pickled"
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps(CONFIG))
+    torch.save({"w": torch.zeros(2), "step": 3}, directory / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="entry 'step' is a int, not a tensor"):
+        CheckpointTensors.open(directory, allow_pickle=True)

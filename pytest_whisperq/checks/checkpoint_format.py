@@ -52,7 +52,9 @@ def module_names(base: CheckpointTensors) -> set[str]:
 
 def _actorder_group(config: dict) -> bool:
     quant, _ = find_quantization_config(config)
-    groups = (quant or {}).get("config_groups") or {}
+    groups = (quant or {}).get("config_groups")
+    if not isinstance(groups, dict):
+        return False
     return any(isinstance(g, dict) and isinstance(g.get("weights"), dict)
                and g["weights"].get("actorder") == "group" for g in groups.values())
 
@@ -64,7 +66,8 @@ def _declared_shape(model: CheckpointTensors, name: str) -> list[int] | None:
     return [int(v) for v in model.read(name)]
 
 
-def linear_problems(model: CheckpointTensors, layer: Linear, scheme: Scheme, g_idx_allowed: bool) -> list[str]:
+def linear_problems(model: CheckpointTensors, base: CheckpointTensors, layer: Linear, scheme: Scheme,
+                    g_idx_allowed: bool) -> list[str]:
     """What is wrong with one Linear's tensors, each naming the tensor and what was expected."""
     prefix, tensors, problems = layer.name, model.tensors, []
     if f"{prefix}.weight" in tensors:
@@ -91,11 +94,14 @@ def linear_problems(model: CheckpointTensors, layer: Linear, scheme: Scheme, g_i
         problems.append(f"{prefix}.weight_shape: {found}, expected the base's [{layer.out_features}, {layer.in_features}]")
     if f"{prefix}.weight_zero_point" in tensors:
         problems.append(f"{prefix}.weight_zero_point: present, expected none (symmetric quantization has no zero point)")
-    if f"{prefix}.weight_g_idx" in tensors and not g_idx_allowed:
+    g_idx = tensors.get(f"{prefix}.weight_g_idx")
+    if g_idx is not None and not g_idx_allowed:
         problems.append(f"{prefix}.weight_g_idx: present, but the config declares no group act-order")
-    extra = sorted(n for n in tensors if n.startswith(prefix + ".")
-                   and n.rpartition(".")[2] not in (*QUANT_PARAMS, "weight", "bias"))
-    problems.extend(f"{name}: unexpected tensor (quantized activations?), expected none for A16" for name in extra)
+    elif g_idx is not None and (g_idx.dtype, g_idx.shape) != ("I32", (layer.in_features,)):
+        problems.append(f"{prefix}.weight_g_idx: {g_idx.dtype} {list(g_idx.shape)}, expected I32 [{layer.in_features}]")
+    extra = sorted(n for n in tensors if n.rpartition(".")[0] == prefix and n not in base.tensors
+                   and n.rpartition(".")[2] not in (*QUANT_PARAMS, "weight"))
+    problems.extend(f"{name}: not in the base, expected none (quantized activations? an added bias?)" for name in extra)
     return problems
 
 
@@ -103,7 +109,7 @@ def check_linears_packed(model: CheckpointTensors, base: CheckpointTensors, sche
     """Every Linear of encoder and decoder is INT4-packed with the base's shape, nothing dense left."""
     layers = linear_layers(base)
     g_idx_allowed = _actorder_group(model.config)
-    problems = [p for layer in layers for p in linear_problems(model, layer, scheme, g_idx_allowed)]
+    problems = [p for layer in layers for p in linear_problems(model, base, layer, scheme, g_idx_allowed)]
     bad = len({p.split(":")[0].rsplit(".", 1)[0] for p in problems})
     return CheckResult(
         "linears_packed", not problems, observed=f"{len(layers) - bad}/{len(layers)}", limit=f"{len(layers)}/{len(layers)}",
@@ -126,7 +132,7 @@ def _signature(model: CheckpointTensors, module: str) -> str:
 def check_fused_projections_alike(model: CheckpointTensors, base: CheckpointTensors) -> CheckResult:
     """q/k/v (and cross-attention k/v) quantized alike: vLLM fuses them and cannot load a mix."""
     blocks = sorted({layer.name.rsplit(".", 1)[0] for layer in linear_layers(base)
-                     if layer.name.rsplit(".", 2)[-2] in FUSED_GROUPS})
+                     if layer.name.count(".") >= 1 and layer.name.rsplit(".", 2)[-2] in FUSED_GROUPS})
     problems = []
     for block in blocks:
         members = FUSED_GROUPS[block.rsplit(".", 1)[1]]
@@ -155,7 +161,13 @@ def check_output_head(model: CheckpointTensors, base: CheckpointTensors) -> Chec
             f"{', '.join(quantized)}: the output head is quantized, expected it dense. Whisper's head is "
             f"{HEAD!r}; a recipe with ignore=['lm_head'] quantizes it: use ignore=['{HEAD}']"
         )
+    others = sorted(n for n in model.tensors if n.startswith(HEAD + ".") and n not in quantized
+                    and n != f"{HEAD}.weight" and n not in base.tensors)
+    problems.extend(f"{name}: not in the base, expected the head to be a plain weight" for name in others)
     tied = model.config.get("tie_word_embeddings", True)
+    if not isinstance(tied, bool):
+        problems.append(f"config.json tie_word_embeddings: {tied!r}, expected a boolean (true)")
+        tied = False
     if f"{HEAD}.weight" in model:
         reference = _head_reference(base)
         difference = _tensor_difference(model, f"{HEAD}.weight", base, reference)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pytest_whisperq.checks.checkpoint_format import linear_layers
-from pytest_whisperq.checks.packing import dequantize, unpack_int32
+from pytest_whisperq.checks.packing import dequantize, dequantize_by_index, unpack_int32
 from pytest_whisperq.checks.quant_config import Scheme, evidence_list
 from pytest_whisperq.errors import CheckpointError
 from pytest_whisperq.results import CheckResult
@@ -47,7 +47,19 @@ def dequantized_weight(model: CheckpointTensors, layer: Linear, scheme: Scheme):
         raise CheckpointError(f"{prefix}.weight_packed: {packed.shape[1]} words cannot hold {layer.in_features} "
                               f"{scheme.num_bits}-bit values")
     values = unpack_int32(packed, scheme.num_bits, layer.in_features)
-    group = -(-layer.in_features // scale.shape[1])
+    if f"{prefix}.weight_g_idx" in model:  # group act-order: each column names its group
+        import numpy as np
+
+        g_idx = model.read(f"{prefix}.weight_g_idx")
+        if g_idx.shape != (layer.in_features,) or not np.issubdtype(g_idx.dtype, np.integer):
+            raise CheckpointError(f"{prefix}.weight_g_idx: {g_idx.dtype} {list(g_idx.shape)}, expected int32 [{layer.in_features}]")
+        if g_idx.size and (g_idx.min() < 0 or g_idx.max() >= scale.shape[1]):
+            raise CheckpointError(f"{prefix}.weight_g_idx: group indices {int(g_idx.min())}..{int(g_idx.max())}, "
+                                  f"expected 0..{scale.shape[1] - 1}")
+        return dequantize_by_index(values, scale, g_idx.astype(np.int64))
+    groups = scale.shape[1]
+    # the declared group size when it fits the scales, else what the scales imply
+    group = scheme.group_size if -(-layer.in_features // scheme.group_size) == groups else -(-layer.in_features // groups)
     return dequantize(values, scale, group)
 
 

@@ -12,6 +12,7 @@ from pytest_whisperq.checks.checkpoint_format import (
     check_output_head,
     check_untouched_tensors_equal,
     check_untouched_tensors_layout,
+    linear_layers,
     module_names,
 )
 from pytest_whisperq.checks.compat import check_same_architecture
@@ -29,7 +30,7 @@ def header_checks(model: CheckpointTensors, base: CheckpointTensors, scheme: Sch
         check_same_architecture(model.config, base.config),
         check_quantization_config(model.config, scheme),
         check_model_dtype(model.config, scheme),
-        check_ignore_list(model.config, module_names(base)),
+        check_ignore_list(model.config, module_names(base), [layer.name for layer in linear_layers(base)]),
         check_linears_packed(model, base, scheme),
         check_fused_projections_alike(model, base),
         check_output_head(model, base),

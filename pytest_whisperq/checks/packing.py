@@ -81,6 +81,15 @@ def dequantize(values: np.ndarray, scale: np.ndarray, group_size: int, zero_poin
     return q[:, :columns]
 
 
+def dequantize_by_index(values: np.ndarray, scale: np.ndarray, g_idx: np.ndarray) -> np.ndarray:
+    """Group act-order: column j uses scale[:, g_idx[j]] (groups are not contiguous)."""
+    import numpy as np
+
+    weight = values.astype(np.float32)
+    weight *= scale.astype(np.float32)[:, g_idx]
+    return weight
+
+
 def quantize_symmetric(weight: np.ndarray, group_size: int, num_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Round-to-nearest symmetric group quantization (scale = max|w| / (2^(B-1) - 0.5) as
     compressed-tensors' min-max observer does): (int8 values, fp16 scales). Used to build

@@ -38,6 +38,12 @@ def find_quantization_config(config: dict[str, Any]) -> tuple[dict[str, Any] | N
     return None, "quantization_config"
 
 
+def _outer_sparsity(config: dict[str, Any]) -> Any:
+    """The nested legacy layout keeps sparsity beside the quantization config, one level up."""
+    outer = config.get("compression_config")
+    return outer.get("sparsity_config") if isinstance(outer, dict) and "quantization_config" in outer else None
+
+
 def evidence_list(items: list[str], limit: int = MAX_EVIDENCE) -> list[str]:
     """The first `limit` items, and a count of the rest, so a report stays readable."""
     return items if len(items) <= limit else [*items[:limit], f"... and {len(items) - limit} more"]
@@ -71,6 +77,8 @@ def check_quantization_config(config: dict[str, Any], scheme: Scheme) -> CheckRe
     for extra in ("sparsity_config", "transform_config"):
         if quant.get(extra):
             problems.append(f"{key}.{extra}: {quant[extra]!r}, expected none (plain W4A16 has no {extra.split('_')[0]})")
+    if _outer_sparsity(config):
+        problems.append(f"compression_config.sparsity_config: {_outer_sparsity(config)!r}, expected none (plain W4A16 is dense)")
     groups = quant.get("config_groups")
     if not isinstance(groups, dict) or len(groups) != 1:
         count = len(groups) if isinstance(groups, dict) else groups
@@ -121,8 +129,9 @@ def ignore_matches(entry: str, name: str) -> bool:
     return entry == name
 
 
-def check_ignore_list(config: dict[str, Any], module_names: Iterable[str]) -> CheckResult:
-    """`ignore` keeps the output head dense and names only modules that exist."""
+def check_ignore_list(config: dict[str, Any], module_names: Iterable[str], linears: Iterable[str] = ()) -> CheckResult:
+    """`ignore` keeps the output head dense, names only modules that exist, and none of the Linears
+    W4A16 quantizes (loaders give an ignored module no scheme and expect a dense weight)."""
     quant, key = find_quantization_config(config)
     ignore = (quant or {}).get("ignore") or []
     if not isinstance(ignore, list) or not all(isinstance(entry, str) for entry in ignore):
@@ -138,6 +147,13 @@ def check_ignore_list(config: dict[str, Any], module_names: Iterable[str]) -> Ch
             hint = (f"; Whisper's output head is {HEAD!r}: a recipe with ignore=['lm_head'] quantizes it"
                     if "lm_head" in entry else "")
             problems.append(f"{key}.ignore entry {entry!r} names no module of this model{hint}")
+    linears = sorted(linears)
+    for entry in ignore:
+        switched_off = [name for name in linears if ignore_matches(entry, name)]
+        if switched_off:
+            listing = ", ".join(switched_off[:3]) + (f" and {len(switched_off) - 3} more" if len(switched_off) > 3 else "")
+            problems.append(f"{key}.ignore entry {entry!r} excludes {len(switched_off)} Linear layers that W4A16 "
+                            f"quantizes ({listing}); expected only the output head")
     return CheckResult(
         "ignore_list", not problems, observed=ignore, limit=[HEAD],
         detail=("the output head is excluded from quantization" if not problems else

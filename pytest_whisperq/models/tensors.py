@@ -32,6 +32,21 @@ DTYPES: dict[str, tuple[int, str]] = {
 MAX_HEADER_BYTES = 100_000_000  # the safetensors format's own limit
 
 
+def _parse_json(text: bytes | str, where: str) -> Any:
+    """JSON from a file we do not trust: any malformation, deep nesting included, is a CheckpointError."""
+    try:
+        return json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise CheckpointError(f"{where} is not valid JSON ({type(error).__name__}: {str(error)[:200]})") from None
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot be read ({error.strerror or error})") from None
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     """Where one tensor lives and what its header says it is."""
@@ -50,22 +65,22 @@ class TensorInfo:
 
 def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     """The tensors a safetensors file declares, checked against the file's real size."""
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        prefix = handle.read(8)
-        if len(prefix) < 8:
-            raise CheckpointError(f"{path}: {size} bytes, too short for a safetensors file (truncated?)")
-        (header_len,) = struct.unpack("<Q", prefix)
-        if header_len > MAX_HEADER_BYTES or 8 + header_len > size:
-            raise CheckpointError(
-                f"{path}: header claims {header_len} bytes but the file has {size}: "
-                "not a safetensors file, or truncated (download it again)"
-            )
-        raw = handle.read(header_len)
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path}: the safetensors header is not valid JSON ({error})") from None
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                raise CheckpointError(f"{path}: {size} bytes, too short for a safetensors file (truncated?)")
+            (header_len,) = struct.unpack("<Q", prefix)
+            if header_len > MAX_HEADER_BYTES or 8 + header_len > size:
+                raise CheckpointError(
+                    f"{path}: header claims {header_len} bytes but the file has {size}: "
+                    "not a safetensors file, or truncated (download it again)"
+                )
+            raw = handle.read(header_len)
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot be read ({error.strerror or error})") from None
+    header = _parse_json(raw, f"{path}: the safetensors header")
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: the safetensors header is a {type(header).__name__}, expected an object")
     metadata = header.pop("__metadata__", None) or {}
@@ -82,7 +97,7 @@ def _tensor_info(path: Path, name: str, entry: Any, data_start: int, data_size: 
     if not isinstance(entry, dict):
         raise CheckpointError(f"{where}: header entry is not an object")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:
         raise CheckpointError(f"{where}: unknown dtype {dtype!r}")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise CheckpointError(f"{where}: shape {shape!r} is not a list of non-negative integers")
@@ -118,10 +133,7 @@ def read_config(path: Path, name: str) -> dict[str, Any]:
     config_path = path / "config.json"
     if not config_path.is_file():
         raise CheckpointError(f"{name}: no config.json in {path}; is this a Hugging Face checkpoint directory?")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{name}: {config_path} is not valid JSON ({error})") from None
+    config = _parse_json(_read_bytes(config_path), f"{name}: {config_path}")
     if not isinstance(config, dict) or config.get("model_type") != "whisper":
         found = config.get("model_type") if isinstance(config, dict) else type(config).__name__
         raise CheckpointError(f"{name}: config.json has model_type {found!r}, expected 'whisper'")
@@ -132,7 +144,7 @@ def weight_files(path: Path, allow_pickle: bool, name: str) -> tuple[str, list[P
     """Which weights a checkpoint has: ("index" | "safetensors" | "pickle", files). Pickles only if allowed."""
     if (path / INDEX_NAME).is_file():
         return "index", [path / INDEX_NAME]
-    safetensors = sorted(path.glob("*.safetensors"))
+    safetensors = sorted(p for p in path.glob("*.safetensors") if p.is_file())
     if safetensors:
         return "safetensors", safetensors
     pickles = sorted(p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES and p.is_file())
@@ -190,9 +202,12 @@ class CheckpointTensors:
             return _torch_to_numpy(self._pickled[info.file][name])
         itemsize, np_dtype = DTYPES[info.dtype]
         array = np.empty(info.numel, dtype=np_dtype)
-        with info.file.open("rb") as handle:
-            handle.seek(info.start)
-            got = handle.readinto(memoryview(array).cast("B"))
+        try:
+            with info.file.open("rb") as handle:
+                handle.seek(info.start)
+                got = handle.readinto(memoryview(array).cast("B"))
+        except OSError as error:
+            raise CheckpointError(f"{info.file}: tensor {name!r} cannot be read ({error.strerror or error})") from None
         if got != info.end - info.start:
             raise CheckpointError(f"{info.file}: tensor {name!r} is cut short ({got} of {info.end - info.start} bytes)")
         array = array.reshape(info.shape)
@@ -212,6 +227,8 @@ class CheckpointTensors:
             raise CheckpointError(f"{file}: holds a {type(state).__name__}, expected a state dict")
         self._pickled[file] = state
         for name, tensor in state.items():
+            if not isinstance(tensor, torch.Tensor):
+                raise CheckpointError(f"{file}: entry {name!r} is a {type(tensor).__name__}, not a tensor")
             if name in self.tensors:
                 raise CheckpointError(f"{self.path}: tensor {name!r} is in both {self.tensors[name].file.name} and {file.name}")
             dtype = _TORCH_DTYPES.get(str(tensor.dtype).removeprefix("torch."), str(tensor.dtype))
@@ -226,8 +243,8 @@ _TORCH_DTYPES = {"float16": "F16", "bfloat16": "BF16", "float32": "F32", "float6
 def _torch_to_numpy(tensor: Any) -> np.ndarray:
     import torch
 
-    if tensor.dtype == torch.bfloat16:
-        tensor = tensor.float()
+    if tensor.dtype == torch.bfloat16 or tensor.dtype.is_floating_point and tensor.element_size() == 1:
+        tensor = tensor.float()  # numpy has no bfloat16 or float8
     return tensor.numpy().copy()
 
 
@@ -244,10 +261,7 @@ def _merge(path: Path, files: list[Path]) -> dict[str, TensorInfo]:
 def _sharded(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     """Shards named by model.safetensors.index.json, checked against what the shards hold."""
     index_path = path / INDEX_NAME
-    try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{index_path}: not valid JSON ({error})") from None
+    index = _parse_json(_read_bytes(index_path), str(index_path))
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
         raise CheckpointError(f"{index_path}: no weight_map; the index names no shards")
