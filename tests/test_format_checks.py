@@ -275,3 +275,12 @@ def test_group_act_order_indices_are_validated_and_used(good, whisper_tiny_en_di
     assert "weight_g_idx: group indices -99..-99, expected 0..2" in text(failing(garbage, whisper_tiny_en_dir)["dequantized_weights_close"])
     wrong_type = edited_copy(good, tmp_path / "g-f32", with_g_idx(lambda c: np.zeros(7, dtype=np.float32)), act_order)
     assert f"{FIRST}.weight_g_idx: F32 [7], expected I32 [384]" in text(failing(wrong_type, whisper_tiny_en_dir)["linears_packed"])
+
+
+def test_scales_with_no_columns_are_reported_not_raised(good, whisper_tiny_en_dir, tmp_path):
+    def empty_scales(tensors):
+        tensors[f"{LAYER}.weight_scale"] = np.zeros((1536, 0), dtype=np.float16)
+
+    failed = failing(edited_copy(good, tmp_path / "no-scales", empty_scales), whisper_tiny_en_dir)
+    assert f"{LAYER}.weight_scale: F16 [1536, 0], expected F16 [1536, 3]" in text(failed["linears_packed"])
+    assert f"{LAYER}: could not be dequantized" in text(failed["dequantized_weights_close"])

@@ -96,3 +96,13 @@ def test_local_spec_resolves_to_its_directory(tmp_path):
     directory = _checkpoint(tmp_path / "ckpt")
     resolved = resolve(parse_model_spec(str(directory)), Cache(tmp_path / "cache"))
     assert resolved.path == directory.resolve() and resolved.revision is None
+
+
+def test_quantize_is_not_a_model_to_fetch(tmp_path):
+    from pytest_whisperq.cache import Cache
+    from pytest_whisperq.errors import ModelResolutionError
+    from pytest_whisperq.models.resolve import resolve
+    from pytest_whisperq.models.spec import parse_model_spec
+
+    with pytest.raises(ModelResolutionError, match="run python -m pytest_whisperq quantize BASE OUT"):
+        resolve(parse_model_spec("quantize"), Cache(tmp_path))

@@ -40,7 +40,8 @@ def dequantized_weight(model: CheckpointTensors, layer: Linear, scheme: Scheme):
     prefix = layer.name
     packed = model.read(f"{prefix}.weight_packed")
     scale = model.read(f"{prefix}.weight_scale")
-    if packed.ndim != 2 or scale.ndim != 2 or packed.shape[0] != layer.out_features or scale.shape[0] != layer.out_features:
+    if (packed.ndim != 2 or scale.ndim != 2 or packed.shape[0] != layer.out_features
+            or scale.shape[0] != layer.out_features or scale.shape[1] == 0):
         raise CheckpointError(f"{prefix}: packed {list(packed.shape)} / scale {list(scale.shape)} do not fit "
                               f"[{layer.out_features}, {layer.in_features}]")
     if packed.shape[1] * 32 < layer.in_features * scheme.num_bits:

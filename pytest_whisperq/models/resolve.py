@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_whisperq.cache import Cache
-from pytest_whisperq.errors import CheckpointError, ModelResolutionError
+from pytest_whisperq.errors import ModelResolutionError
 from pytest_whisperq.models.builtin import BUILTINS, materialize
 from pytest_whisperq.models.spec import ModelSpec
 from pytest_whisperq.models.tensors import PICKLE_SUFFIXES, read_config, weight_files
@@ -26,6 +26,11 @@ class ResolvedModel:
 
 
 def resolve(spec: ModelSpec, cache: Cache, allow_pickle: bool = False) -> ResolvedModel:
+    if spec.kind == "quantize":  # made by the session from the base, not found anywhere
+        raise ModelResolutionError(
+            "'quantize' names the W4A16 checkpoint made from the base, not a model to fetch: "
+            "run python -m pytest_whisperq quantize BASE OUT, or pytest without --whisperq-model"
+        )
     if spec.kind == "builtin":
         return ResolvedModel(spec, materialize(BUILTINS[spec.value], cache))
     if spec.kind == "hub":
