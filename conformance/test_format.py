@@ -3,16 +3,15 @@ made from the named base, with nothing else changed. Reads safetensors, never ru
 
 from pytest_whisperq.checks.checkpoint_format import (
     check_fused_projections_alike,
+    check_ignore_list_against_base,
     check_linears_packed,
     check_output_head,
     check_untouched_tensors_equal,
     check_untouched_tensors_layout,
-    linear_layers,
-    module_names,
 )
 from pytest_whisperq.checks.compat import check_same_architecture
 from pytest_whisperq.checks.fidelity import check_dequantized_close
-from pytest_whisperq.checks.quant_config import check_ignore_list, check_model_dtype, check_quantization_config
+from pytest_whisperq.checks.quant_config import check_model_dtype, check_quantization_config
 
 
 def test_same_architecture_as_base(whisperq_model_tensors, whisperq_base_tensors, whisperq_check):
@@ -28,8 +27,7 @@ def test_model_dtype_is_fp16(whisperq_model_tensors, whisperq_scheme, whisperq_c
 
 
 def test_ignore_list_keeps_the_output_head(whisperq_model_tensors, whisperq_base_tensors, whisperq_check):
-    linears = [layer.name for layer in linear_layers(whisperq_base_tensors)]
-    whisperq_check(check_ignore_list(whisperq_model_tensors.config, module_names(whisperq_base_tensors), linears))
+    whisperq_check(check_ignore_list_against_base(whisperq_model_tensors, whisperq_base_tensors))
 
 
 def test_every_linear_is_packed(whisperq_model_tensors, whisperq_base_tensors, whisperq_scheme, whisperq_check):

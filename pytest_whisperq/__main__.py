@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 def _quantize(args: argparse.Namespace) -> int:
     import shutil
 
+    from pytest_whisperq.cache import MANIFEST_NAME
     from pytest_whisperq.session import WhisperqSession
     from pytest_whisperq.settings import build_settings
 
@@ -70,13 +71,13 @@ def _quantize(args: argparse.Namespace) -> int:
         print(f"error: {args.out} exists and is not an empty directory; refusing to overwrite it", file=sys.stderr)
         return 2
     # The CLI's values go through the same parsing and defaults as the plugin's ini keys.
-    cli = {"model": None, "base": None}
+    cli: dict[str, object] = {}
     ini = {"whisperq_base": args.base, "whisperq_device": args.device, "whisperq_calib_data": args.calib_data,
            "whisperq_calib_samples": None if args.samples is None else str(args.samples),
            "whisperq_cache_dir": None if args.cache_dir is None else str(args.cache_dir)}
     session = WhisperqSession(build_settings(cli, ini))
     produced = session.resolved("model").path
-    shutil.copytree(produced, args.out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".whisperq-entry.json"))
+    shutil.copytree(produced, args.out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(MANIFEST_NAME))
     print(args.out)
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -35,15 +36,17 @@ def to_mono_16k(samples: np.ndarray, rate: int, source: str = "audio") -> np.nda
     return samples
 
 
-def load_audio(path: Path) -> np.ndarray:
-    """Decode an audio file to mono float32 at 16 kHz."""
+def load_audio(source: Path | BinaryIO, label: str | None = None) -> np.ndarray:
+    """Decode an audio file (a path or an open binary file) to mono float32 at 16 kHz."""
     import soundfile
 
+    label = label or str(source)
     try:
-        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=False)
+        samples, rate = soundfile.read(source if not isinstance(source, Path) else str(source),
+                                       dtype="float32", always_2d=False)
     except (RuntimeError, soundfile.LibsndfileError) as error:
-        raise AudioError(f"{path}: cannot decode audio ({error}); use WAV/FLAC/OGG") from None
-    return to_mono_16k(samples, rate, str(path))
+        raise AudioError(f"{label}: cannot decode audio ({error}); use WAV/FLAC/OGG") from None
+    return to_mono_16k(samples, rate, label)
 
 
 def check_duration(samples: np.ndarray, source: str, max_seconds: float = MAX_SECONDS) -> None:

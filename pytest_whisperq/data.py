@@ -122,15 +122,9 @@ def load_hub_dataset(spec: DataSpec, limit: int | None = None, subset: str | Non
 
 
 def _decode_row_audio(value: Any, source: str) -> np.ndarray:
-    import soundfile
-
     if isinstance(value, dict) and value.get("array") is not None:
         return to_mono_16k(np.asarray(value["array"]), int(value["sampling_rate"]), source)
     if isinstance(value, dict) and (value.get("bytes") or value.get("path")):
-        handle = io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"]
-        try:
-            samples, rate = soundfile.read(handle, dtype="float32", always_2d=False)
-        except (RuntimeError, soundfile.LibsndfileError) as error:
-            raise AudioError(f"{source}: cannot decode audio ({error})") from None
-        return to_mono_16k(samples, rate, source)
+        handle = io.BytesIO(value["bytes"]) if value.get("bytes") else Path(value["path"])
+        return load_audio(handle, source)
     raise DataError(f"{source}: the audio column holds {type(value).__name__}, not audio")

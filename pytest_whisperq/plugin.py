@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 SESSION_KEY = pytest.StashKey[WhisperqSession]()
 # Fixtures that cannot work without --whisperq-model (directly or through another fixture).
-NEEDS_MODEL = {"whisperq_model", "whisperq_model_ref", "whisperq_model_tensors", "whisperq_layer_errors"}
+NEEDS_MODEL = {"whisperq_model", "whisperq_model_ref"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -36,5 +36,13 @@ class CheckResult:
         return "\n".join(lines)
 
 
+MAX_EVIDENCE = 20
+
+
+def evidence_list(items: list[str], limit: int = MAX_EVIDENCE) -> list[str]:
+    """The first `limit` items, and a count of the rest, so a report stays readable."""
+    return items if len(items) <= limit else [*items[:limit], f"... and {len(items) - limit} more"]
+
+
 def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -6,7 +6,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pytest_whisperq.cache import Cache
-from pytest_whisperq.errors import ConfigError
 from pytest_whisperq.results import CheckResult
 from pytest_whisperq.settings import Settings
 

@@ -20,7 +20,7 @@ Tensors = dict[str, np.ndarray]
 
 def load_all(directory: Path) -> tuple[dict[str, Any], Tensors]:
     checkpoint = CheckpointTensors.open(directory)
-    return json.loads((directory / "config.json").read_text()), {n: checkpoint.read(n) for n in checkpoint.names()}
+    return checkpoint.config, {n: checkpoint.read(n) for n in checkpoint.names()}
 
 
 def write_checkpoint(out: Path, config: dict[str, Any], tensors: Tensors, like: Path | None = None, shards: int = 1) -> Path:
@@ -29,11 +29,8 @@ def write_checkpoint(out: Path, config: dict[str, Any], tensors: Tensors, like: 
     out.mkdir(parents=True)
     if like is not None:
         for file in like.iterdir():
-            if file.is_file() and not file.name.endswith((".safetensors", ".safetensors.index.json", "config.json")):
+            if file.is_file() and file.name != "config.json" and not file.name.endswith((".safetensors", ".index.json")):
                 shutil.copy(file, out / file.name)
-        generation = like / "generation_config.json"
-        if generation.exists():
-            shutil.copy(generation, out / generation.name)
     (out / "config.json").write_text(json.dumps(config, indent=2))
     names = sorted(tensors)
     if shards == 1:

@@ -45,3 +45,16 @@ def tiny_en_w4a16(whisper_tiny_en_dir: Path, shared_cache: Cache) -> Path:
 
     return quantize_w4a16(whisper_tiny_en_dir, "whisper-tiny.en", load_local_dataset(default_calib_dir())[:8],
                           shared_cache, evaluation=load_local_dataset(default_eval_dir()))
+
+
+@pytest.fixture(scope="session")
+def tiny_en_lm_head_mistake(whisper_tiny_en_dir: Path, shared_cache: Cache) -> Path:
+    """The same, made with ignore=["lm_head"] as other models' recipes say: Whisper's head gets quantized."""
+    from dataclasses import replace
+
+    from pytest_whisperq.data import load_local_dataset
+    from pytest_whisperq.quantize import Recipe, quantize_w4a16
+    from pytest_whisperq.resources import default_calib_dir
+
+    return quantize_w4a16(whisper_tiny_en_dir, "whisper-tiny.en", load_local_dataset(default_calib_dir())[:8],
+                          shared_cache, recipe=replace(Recipe(), ignore=("lm_head",)))

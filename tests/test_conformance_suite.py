@@ -44,16 +44,8 @@ def test_a_dense_model_is_not_w4a16(run_suite):
     ])
 
 
-def test_the_lm_head_mistake_fails_the_suite_with_a_fix(run_suite, whisper_tiny_en_dir, shared_cache, tmp_path):
-    from dataclasses import replace
-
-    from pytest_whisperq.data import load_local_dataset
-    from pytest_whisperq.quantize import Recipe, quantize_w4a16
-    from pytest_whisperq.resources import default_calib_dir
-
-    mistaken = quantize_w4a16(whisper_tiny_en_dir, "whisper-tiny.en", load_local_dataset(default_calib_dir())[:8],
-                              shared_cache, recipe=replace(Recipe(), ignore=("lm_head",)))
-    result = run_suite(f"--whisperq-model={mistaken}", "--whisperq-base=whisper-tiny.en", "-k", "format")
+def test_the_lm_head_mistake_fails_the_suite_with_a_fix(run_suite, tiny_en_lm_head_mistake):
+    result = run_suite(f"--whisperq-model={tiny_en_lm_head_mistake}", "--whisperq-base=whisper-tiny.en", "-k", "format")
     result.assert_outcomes(passed=8, failed=2)
     result.stdout.fnmatch_lines([
         "*FAIL ignore_list*", "*GPTQModifier(..., ignore=[[]'proj_out'])*",

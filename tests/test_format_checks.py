@@ -3,7 +3,6 @@ rejected by the check that owns it, with a message naming the tensor or key and 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -56,15 +55,9 @@ def test_sharded_copy_of_a_good_checkpoint_passes(good, whisper_tiny_en_dir, tmp
     assert not failing(sharded, whisper_tiny_en_dir)
 
 
-def test_the_real_lm_head_mistake_is_caught(whisper_tiny_en_dir, shared_cache):
+def test_the_real_lm_head_mistake_is_caught(whisper_tiny_en_dir, tiny_en_lm_head_mistake):
     """llm-compressor with ignore=["lm_head"], as other models' recipes say: Whisper's head gets quantized."""
-    from pytest_whisperq.data import load_local_dataset
-    from pytest_whisperq.quantize import Recipe, quantize_w4a16
-    from pytest_whisperq.resources import default_calib_dir
-
-    mistaken = quantize_w4a16(whisper_tiny_en_dir, "whisper-tiny.en", load_local_dataset(default_calib_dir())[:8],
-                              shared_cache, recipe=replace(Recipe(), ignore=("lm_head",)))
-    failed = failing(mistaken, whisper_tiny_en_dir)
+    failed = failing(tiny_en_lm_head_mistake, whisper_tiny_en_dir)
     assert set(failed) == {"ignore_list", "output_head_untouched"}, [text(r) for r in failed.values()]
     head = text(failed["output_head_untouched"])
     assert "proj_out.weight_packed" in head and "the output head is quantized, expected it dense" in head

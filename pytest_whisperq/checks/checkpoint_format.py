@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pytest_whisperq.checks.packing import packed_columns
-from pytest_whisperq.checks.quant_config import HEAD, Scheme, evidence_list, find_quantization_config
+from pytest_whisperq.checks.packing import packed_columns, scale_columns
+from pytest_whisperq.checks.quant_config import HEAD, Scheme, check_ignore_list, find_quantization_config
 from pytest_whisperq.errors import CheckpointError
-from pytest_whisperq.results import CheckResult
+from pytest_whisperq.results import CheckResult, evidence_list
 
 if TYPE_CHECKING:
     from pytest_whisperq.models.tensors import CheckpointTensors
@@ -75,10 +75,7 @@ def linear_problems(model: CheckpointTensors, base: CheckpointTensors, layer: Li
         problems.append(f"{prefix}.weight: dense {tensors[prefix + '.weight'].dtype} weight {kind}")
     expected = {
         "weight_packed": ("I32", (layer.out_features, packed_columns(layer.in_features, scheme.num_bits))),
-        "weight_scale": (
-            "F16" if scheme.model_dtype == "float16" else "BF16",
-            (layer.out_features, -(-layer.in_features // scheme.group_size)),
-        ),
+        "weight_scale": (scheme.tensor_dtype, (layer.out_features, scale_columns(layer.in_features, scheme.group_size))),
     }
     if f"{prefix}.weight_packed" not in tensors and f"{prefix}.weight" in tensors:
         return problems  # a dense layer: one message is enough
@@ -109,14 +106,20 @@ def check_linears_packed(model: CheckpointTensors, base: CheckpointTensors, sche
     """Every Linear of encoder and decoder is INT4-packed with the base's shape, nothing dense left."""
     layers = linear_layers(base)
     g_idx_allowed = _actorder_group(model.config)
-    problems = [p for layer in layers for p in linear_problems(model, base, layer, scheme, g_idx_allowed)]
-    bad = len({p.split(":")[0].rsplit(".", 1)[0] for p in problems})
+    per_layer = [linear_problems(model, base, layer, scheme, g_idx_allowed) for layer in layers]
+    problems = [p for layer_problems in per_layer for p in layer_problems]
+    bad = sum(1 for layer_problems in per_layer if layer_problems)
     return CheckResult(
         "linears_packed", not problems, observed=f"{len(layers) - bad}/{len(layers)}", limit=f"{len(layers)}/{len(layers)}",
         detail=(f"every Linear (self/cross-attention, MLP) is {scheme.label} packed" if not problems else
                 f"{bad} of {len(layers)} Linear layers are not {scheme.label} packed as the base's shapes require"),
         evidence=evidence_list(problems),
     )
+
+
+def check_ignore_list_against_base(model: CheckpointTensors, base: CheckpointTensors) -> CheckResult:
+    """`check_ignore_list` with the base's module and Linear names."""
+    return check_ignore_list(model.config, module_names(base), [layer.name for layer in linear_layers(base)])
 
 
 def _signature(model: CheckpointTensors, module: str) -> str:
@@ -196,7 +199,7 @@ def check_untouched_tensors_layout(model: CheckpointTensors, base: CheckpointTen
     """Embeddings, positions, convolutions, layer norms, biases: present, in fp16, the base's shapes;
     and nothing in the checkpoint that W4A16 does not explain."""
     layers = linear_layers(base)
-    expected_dtype = "F16" if scheme.model_dtype == "float16" else "BF16"
+    expected_dtype = scheme.tensor_dtype
     problems = []
     names = untouched_tensors(base, layers)
     for name in names:

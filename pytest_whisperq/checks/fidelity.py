@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pytest_whisperq.checks.checkpoint_format import linear_layers
-from pytest_whisperq.checks.packing import dequantize, dequantize_by_index, unpack_int32
-from pytest_whisperq.checks.quant_config import Scheme, evidence_list
+from pytest_whisperq.checks.packing import dequantize, dequantize_by_index, scale_columns, unpack_int32
+from pytest_whisperq.checks.quant_config import Scheme
 from pytest_whisperq.errors import CheckpointError
-from pytest_whisperq.results import CheckResult
+from pytest_whisperq.results import CheckResult, evidence_list
 
 if TYPE_CHECKING:
     from pytest_whisperq.checks.checkpoint_format import Linear
@@ -60,7 +60,7 @@ def dequantized_weight(model: CheckpointTensors, layer: Linear, scheme: Scheme):
         return dequantize_by_index(values, scale, g_idx.astype(np.int64))
     groups = scale.shape[1]
     # the declared group size when it fits the scales, else what the scales imply
-    group = scheme.group_size if -(-layer.in_features // scheme.group_size) == groups else -(-layer.in_features // groups)
+    group = scheme.group_size if scale_columns(layer.in_features, scheme.group_size) == groups else -(-layer.in_features // groups)
     return dequantize(values, scale, group)
 
 

@@ -8,16 +8,15 @@ from typing import TYPE_CHECKING
 
 from pytest_whisperq.checks.checkpoint_format import (
     check_fused_projections_alike,
+    check_ignore_list_against_base,
     check_linears_packed,
     check_output_head,
     check_untouched_tensors_equal,
     check_untouched_tensors_layout,
-    linear_layers,
-    module_names,
 )
 from pytest_whisperq.checks.compat import check_same_architecture
 from pytest_whisperq.checks.fidelity import Tolerance, check_dequantized_close, layer_errors
-from pytest_whisperq.checks.quant_config import Scheme, check_ignore_list, check_model_dtype, check_quantization_config
+from pytest_whisperq.checks.quant_config import Scheme, check_model_dtype, check_quantization_config
 
 if TYPE_CHECKING:
     from pytest_whisperq.models.tensors import CheckpointTensors
@@ -30,7 +29,7 @@ def header_checks(model: CheckpointTensors, base: CheckpointTensors, scheme: Sch
         check_same_architecture(model.config, base.config),
         check_quantization_config(model.config, scheme),
         check_model_dtype(model.config, scheme),
-        check_ignore_list(model.config, module_names(base), [layer.name for layer in linear_layers(base)]),
+        check_ignore_list_against_base(model, base),
         check_linears_packed(model, base, scheme),
         check_fused_projections_alike(model, base),
         check_output_head(model, base),

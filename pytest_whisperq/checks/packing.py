@@ -19,6 +19,11 @@ def packed_columns(columns: int, num_bits: int) -> int:
     return math.ceil(columns * num_bits / 32)
 
 
+def scale_columns(columns: int, group_size: int) -> int:
+    """Groups (scale columns) per row; the last group may be partial."""
+    return math.ceil(columns / group_size)
+
+
 def unpack_int32(packed: np.ndarray, num_bits: int, columns: int) -> np.ndarray:
     """Signed int8 values [rows, columns] from int32 words [rows, ceil(columns * bits / 32)]."""
     import numpy as np
@@ -97,7 +102,7 @@ def quantize_symmetric(weight: np.ndarray, group_size: int, num_bits: int) -> tu
     import numpy as np
 
     rows, columns = weight.shape
-    groups = math.ceil(columns / group_size)
+    groups = scale_columns(columns, group_size)
     padded = np.zeros((rows, groups * group_size), dtype=np.float32)
     padded[:, :columns] = weight
     grouped = padded.reshape(rows, groups, group_size)

@@ -7,10 +7,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_whisperq.results import CheckResult
+from pytest_whisperq.results import CheckResult, evidence_list
 
 HEAD = "proj_out"  # Whisper's output head; other models (and mistaken recipes) call theirs lm_head
-MAX_EVIDENCE = 20
 
 
 @dataclass(frozen=True)
@@ -20,6 +19,11 @@ class Scheme:
     num_bits: int = 4
     group_size: int = 128
     model_dtype: str = "float16"
+
+    @property
+    def tensor_dtype(self) -> str:
+        """The safetensors dtype of scales and unquantized tensors."""
+        return {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}[self.model_dtype]
 
     @property
     def label(self) -> str:
@@ -42,11 +46,6 @@ def _outer_sparsity(config: dict[str, Any]) -> Any:
     """The nested legacy layout keeps sparsity beside the quantization config, one level up."""
     outer = config.get("compression_config")
     return outer.get("sparsity_config") if isinstance(outer, dict) and "quantization_config" in outer else None
-
-
-def evidence_list(items: list[str], limit: int = MAX_EVIDENCE) -> list[str]:
-    """The first `limit` items, and a count of the rest, so a report stays readable."""
-    return items if len(items) <= limit else [*items[:limit], f"... and {len(items) - limit} more"]
 
 
 def model_dtype(config: dict[str, Any]) -> str | None:

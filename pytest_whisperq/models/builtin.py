@@ -8,7 +8,6 @@ checkpoints, pinned by sha256, converted exactly (see `convert.py`) and cached b
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import tarfile
 import zipfile

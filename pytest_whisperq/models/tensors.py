@@ -63,7 +63,7 @@ class TensorInfo:
         return math.prod(self.shape)
 
 
-def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
     """The tensors a safetensors file declares, checked against the file's real size."""
     try:
         size = path.stat().st_size
@@ -83,13 +83,12 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str
     header = _parse_json(raw, f"{path}: the safetensors header")
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: the safetensors header is a {type(header).__name__}, expected an object")
-    metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict):
+    if not isinstance(header.pop("__metadata__", None) or {}, dict):
         raise CheckpointError(f"{path}: __metadata__ is not an object")
     data_start, data_size = 8 + header_len, size - 8 - header_len
     tensors = {name: _tensor_info(path, name, entry, data_start, data_size) for name, entry in header.items()}
     _refuse_overlaps(path, tensors.values())
-    return tensors, {str(k): str(v) for k, v in metadata.items()}
+    return tensors
 
 
 def _tensor_info(path: Path, name: str, entry: Any, data_start: int, data_size: int) -> TensorInfo:
@@ -251,7 +250,7 @@ def _torch_to_numpy(tensor: Any) -> np.ndarray:
 def _merge(path: Path, files: list[Path]) -> dict[str, TensorInfo]:
     tensors: dict[str, TensorInfo] = {}
     for file in files:
-        for name, info in read_safetensors_header(file)[0].items():
+        for name, info in read_safetensors_header(file).items():
             if name in tensors:
                 raise CheckpointError(f"{path}: tensor {name!r} is in both {tensors[name].file.name} and {file.name}")
             tensors[name] = info
