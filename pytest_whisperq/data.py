@@ -1,7 +1,7 @@
 """Speech data: utterances with 16 kHz audio and reference text.
 
 A data source is either a local folder with `metadata.tsv` (columns `file`, `text`, optional
-`subset`) and the audio files it names (the shipped speech is two such folders), or a Hugging Face
+`subset`, optional `speech` = real | synthetic) and the audio files it names (the shipped speech is two such folders), or a Hugging Face
 `datasets` data set, named as `hf:NAME?config=C&split=S&audio=COLUMN&text=COLUMN`. Audio is decoded
 with soundfile, never torchaudio/torchcodec (they do not load beside the CPU torch build).
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ class Utterance:
     subset: str
     text: str
     audio: np.ndarray = field(repr=False)
+    synthetic: bool = False  # text-to-speech audio: reported apart, never pooled with real speech
 
     @property
     def seconds(self) -> float:
@@ -65,7 +67,10 @@ def load_local_dataset(
             check_duration(audio, str(path))
         except AudioError as error:
             raise DataError(str(error)) from None
-        utterances.append(Utterance(Path(row["file"]).stem, subset, row["text"], audio))
+        speech = (row.get("speech") or "real").strip().lower()
+        if speech not in ("real", "synthetic"):
+            raise DataError(f"{metadata}:{line}: speech must be 'real' or 'synthetic', got {row['speech']!r}")
+        utterances.append(Utterance(Path(row["file"]).stem, subset, row["text"], audio, speech == "synthetic"))
         if limit is not None and len(utterances) >= limit:
             break
     if not utterances:
@@ -85,8 +90,28 @@ def dataset_fingerprint(utterances: Sequence[Utterance]) -> str:
 
 def load_data(spec: DataSpec, limit: int | None = None, subset: str | None = None) -> list[Utterance]:
     if spec.kind == "local":
-        return load_local_dataset(Path(spec.location), limit=limit)
-    return load_hub_dataset(spec, limit=limit, subset=subset)
+        utterances = load_local_dataset(Path(spec.location), limit=limit)
+    else:
+        utterances = load_hub_dataset(spec, limit=limit, subset=subset)
+    duplicates = sorted(uid for uid, count in Counter(u.id for u in utterances).items() if count > 1)
+    if duplicates:
+        raise DataError(f"{spec}: utterance ids are not unique ({', '.join(duplicates[:5])}); "
+                        "results are matched by id, so give every row its own file name or id")
+    return utterances
+
+
+SILENCE_SECONDS = 5.0
+
+
+def silence_clips() -> list[Utterance]:
+    """Audio without speech, on which a sound model says nothing: digital silence and faint
+    white noise (-60 dBFS RMS, fixed seed)."""
+    frames = int(SILENCE_SECONDS * TARGET_RATE)
+    noise = np.random.default_rng(0).standard_normal(frames).astype(np.float32) * np.float32(10 ** (-60 / 20))
+    return [
+        Utterance("digital-silence", "silence", "", np.zeros(frames, dtype=np.float32)),
+        Utterance("noise-60dBFS", "silence", "", noise),
+    ]
 
 
 def load_hub_dataset(spec: DataSpec, limit: int | None = None, subset: str | None = None) -> list[Utterance]:

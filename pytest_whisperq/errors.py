@@ -41,3 +41,7 @@ class BackendError(WhisperqError):
 
 class QuantizeError(WhisperqError):
     """The base model could not be quantized (missing llm-compressor, bad calibration data)."""
+
+
+class CacheError(WhisperqError):
+    """A cache entry is damaged or does not match its key."""

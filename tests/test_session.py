@@ -21,9 +21,13 @@ class CountingBackend:
     device = "cpu"
     dtype = "float32"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, batch_size: int = 8) -> None:
         self.model = ResolvedModel(parse_model_spec("whisper-base"), path)
+        self.batch_size = batch_size
         self.calls = 0
+
+    def identity(self):
+        return {"backend": self.name, "batch_size": self.batch_size}
 
     def transcribe(self, utterances):
         self.calls += 1
@@ -45,6 +49,29 @@ def test_transcripts_are_memoised_by_content(tmp_path):
     assert backend.calls == 1
     state.transcribe(backend, utterances("other text"))
     assert backend.calls == 2
+
+
+def test_transcripts_are_reused_across_runs_only_for_identical_content(tmp_path):
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    (checkpoint / "model.safetensors").write_bytes(b"weights v1")
+    cache = tmp_path / "cache"
+    first = WhisperqSession(build_settings({"cache_dir": cache}, {}))
+    backend = CountingBackend(checkpoint)
+    hypotheses = first.transcribe(backend, utterances())
+    assert backend.calls == 1 and first.transcript_sources == {(str(checkpoint), 1): "fresh"}
+
+    second = WhisperqSession(build_settings({"cache_dir": cache}, {}))  # a later run
+    assert second.transcribe(backend, utterances()) == hypotheses
+    assert backend.calls == 1 and second.transcript_sources == {(str(checkpoint), 1): "cache"}
+
+    WhisperqSession(build_settings({"cache_dir": cache}, {})).transcribe(CountingBackend(checkpoint, 4), utterances())
+    (checkpoint / "model.safetensors").write_bytes(b"weights v2")  # same path, new content
+    third = WhisperqSession(build_settings({"cache_dir": cache}, {}))
+    counting = CountingBackend(checkpoint)
+    third.transcribe(counting, utterances())
+    assert counting.calls == 1 and third.transcript_sources == {(str(checkpoint), 1): "fresh"}
+    assert len(list((cache / "transcripts").glob("fake-ckpt-*[!k]"))) == 3  # v1, v1 with batch 4, v2
 
 
 def test_failures_are_remembered_not_retried(tmp_path):

@@ -5,12 +5,15 @@ Pure Python: nothing here imports torch or touches the network or the user's cac
 
 from __future__ import annotations
 
+import re
+
 import argparse
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_whisperq.dataspec import DataSpec
 from pytest_whisperq.errors import ConfigError
 from pytest_whisperq.models.spec import ModelSpec, parse_model_spec
 from pytest_whisperq.settings import (
@@ -45,8 +48,10 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_option_table_names_flags_and_ini_keys() -> None:
     assert [o.name for o in OPTIONS] == [
-        "model", "base", "backend", "device", "dtype", "cache_dir", "data", "calib_data", "calib_samples",
-        "batch_size", "max_wer", "group_size", "max_layer_error", "layer_error_factor", "allow_pickle",
+        "model", "base", "backend", "device", "dtype", "cache_dir", "data", "data_limit", "calib_data",
+        "calib_samples", "batch_size", "max_wer", "max_wer_delta", "wer_delta_gate", "confidence",
+        "bootstrap_samples", "language", "max_sample_wer", "max_base_disagreement", "max_repeats",
+        "max_silence_words", "group_size", "max_layer_error", "layer_error_factor", "allow_pickle",
     ]
     assert BY_NAME["cache_dir"].flag == "--whisperq-cache-dir"
     assert BY_NAME["cache_dir"].ini == "whisperq_cache_dir"
@@ -161,28 +166,57 @@ def test_flag_rejects_other_text(raw: str) -> None:
 
 # --- directories --------------------------------------------------------------------------------
 
-def test_data_dir_must_exist(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"--whisperq-data: directory ./nope does not exist"):
+def test_data_folder_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"--whisperq-data: data folder './nope' does not exist"):
         parse("data", "./nope")
-    with pytest.raises(ConfigError, match=r"--whisperq-data: directory /nope/x does not exist"):
+    with pytest.raises(ConfigError, match=r"--whisperq-data: data folder '/nope/x' does not exist; .* hf:NAME"):
         parse("data", "/nope/x")
 
 
-def test_data_dir_rejects_a_file(tmp_path: Path) -> None:
+def test_data_folder_rejects_a_file(tmp_path: Path) -> None:
     file = tmp_path / "metadata.tsv"
     file.write_text("id\ttext\n")
     with pytest.raises(ConfigError, match="--whisperq-data"):
         parse("data", str(file))
 
 
-def test_data_dir_accepts_existing_directory_and_resolves_it(tmp_path: Path) -> None:
+def test_data_folder_is_resolved_and_a_hub_data_set_is_parsed() -> None:
     (Path.cwd() / "eval").mkdir()
     value = parse("data", "eval")
-    assert value == (Path.cwd() / "eval").resolve()
-    assert value.is_absolute()
+    assert value == DataSpec("local", str((Path.cwd() / "eval").resolve()))
+    hub = parse("data", "hf:MLCommons/peoples_speech?config=clean&split=test&audio=audio&text=text")
+    assert hub == DataSpec("hub", "MLCommons/peoples_speech", "clean", "test", "audio", "text")
+    with pytest.raises(ConfigError, match=r"--whisperq-data: .*unknown key 'splt'"):
+        parse("data", "hf:MLCommons/peoples_speech?splt=test")
 
 
-@pytest.mark.parametrize("name", ["data", "cache_dir"])
+@pytest.mark.parametrize("name, raw, fragment", [
+    ("max_wer_delta", "-1", "at least 0"),
+    ("max_wer_delta", "half", "not a number"),
+    ("wer_delta_gate", "mean", "not one of point, upper"),
+    ("confidence", "95", "between 0 and 1"),
+    ("confidence", "0", "between 0 and 1"),
+    ("bootstrap_samples", "0", "at least 1"),
+    ("language", "english", "not an ISO 639-1 language code"),
+    ("max_repeats", "1", "at least 2"),
+    ("max_silence_words", "-1", "at least 0"),
+    ("data_limit", "0", "at least 1"),
+])
+def test_accuracy_and_sanity_options_reject_bad_values(name: str, raw: str, fragment: str) -> None:
+    flag = "--whisperq-" + name.replace("_", "-")
+    with pytest.raises(ConfigError, match=re.escape(flag) + ".*" + re.escape(fragment)):
+        parse(name, raw)
+
+
+def test_accuracy_defaults() -> None:
+    settings = build_settings({}, {})
+    assert (settings.max_wer_delta, settings.wer_delta_gate, settings.confidence, settings.bootstrap_samples) == (
+        0.5, "point", 0.95, 10000)
+    assert (settings.language, settings.max_sample_wer, settings.max_base_disagreement, settings.max_repeats,
+            settings.max_silence_words, settings.data_limit) == ("en", 50.0, 50.0, 3, 0, None)
+
+
+@pytest.mark.parametrize("name", ["cache_dir"])
 @pytest.mark.parametrize("raw", ["", "   "])
 def test_directories_reject_empty_paths(name: str, raw: str) -> None:
     with pytest.raises(ConfigError, match="empty path"):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pytest_whisperq.checks.compat import check_same_architecture
-from pytest_whisperq.checks.transcripts import check_non_empty, check_wer_ceiling, measure_wer
+from pytest_whisperq.checks.transcripts import check_wer_ceiling, measure_wer, pair_reports
 
 
 def lower(text: str) -> str:
@@ -30,11 +32,18 @@ def test_wer_ceiling_passes_under_and_fails_over_with_the_worst_utterances():
     assert "FAIL wer[all]: observed 40%, limit 5%" in bad.describe()
 
 
-def test_empty_transcript_is_caught_and_named():
-    result = check_non_empty(report(["the cat sat", "   ", "hello world"]))
-    assert not result.ok and result.observed == 1
-    assert result.evidence == ["u2 (a): reference 'A dog ran far away'"]
-    assert check_non_empty(report(["the cat sat", "a dog", "hello"])).ok
+def test_reports_pair_by_id_and_refuse_different_utterances():
+    base = report(["the cat sat", "a dog", "hello"])
+    shuffled = measure_wer(["u3", "u1", "u2"], ["b", "a", "a"], ["Hello, world", "The cat sat.", "A dog ran far away"],
+                           ["hello world", "the cat sat", "a dog ran far away"], lower)
+    assert [(b.id, m.id) for b, m in pair_reports(base, shuffled)] == [("u3", "u3"), ("u1", "u1"), ("u2", "u2")]
+    fewer = measure_wer(["u1"], ["a"], ["The cat sat."], ["the cat"], lower)
+    with pytest.raises(ValueError, match=r"different utterances \(only base: \['u2', 'u3'\]"):
+        pair_reports(base, fewer)
+    other_ref = measure_wer(["u1", "u2", "u3"], ["a", "a", "b"], ["The cat", "A dog ran far away", "Hello, world"],
+                            ["x", "y", "z"], lower)
+    with pytest.raises(ValueError, match="u1: base and model were scored against different references"):
+        pair_reports(base, other_ref)
 
 
 def test_architecture_difference_is_named():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_whisperq.errors import ConfigError
 
@@ -30,10 +30,15 @@ class Backend(Protocol):
 
     def transcribe(self, utterances: Sequence[Utterance]) -> list[Hypothesis]: ...
 
+    def identity(self) -> dict[str, Any]:
+        """Everything besides the checkpoint and the audio that decides the transcripts."""
+        ...
 
-def load_backend(name: str, model: ResolvedModel, device: str, dtype: str, batch_size: int) -> Backend:
+
+def load_backend(name: str, model: ResolvedModel, device: str, dtype: str, batch_size: int,
+                 language: str = "en") -> Backend:
     if name == "transformers":
         from pytest_whisperq.backends.transformers_backend import TransformersBackend
 
-        return TransformersBackend(model, device=device, dtype=dtype, batch_size=batch_size)
+        return TransformersBackend(model, device=device, dtype=dtype, batch_size=batch_size, language=language)
     raise ConfigError(f"unknown backend {name!r}")

@@ -84,6 +84,10 @@ class TransformersBackend:
             kwargs.update(language=self.language, task="transcribe")
         return kwargs
 
+    def identity(self) -> dict[str, Any]:
+        return {"backend": self.name, "device": self.device, "dtype": self.dtype, "batch_size": self.batch_size,
+                "language": self.language if self.multilingual else None, **self._generate_kwargs()}
+
     def transcribe(self, utterances: Sequence[Utterance]) -> list[Hypothesis]:
         import torch
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pytest_whisperq.results import CheckResult
@@ -43,7 +43,10 @@ class WerReport:
         return sorted({u.subset for u in self.utterances})
 
     def subset(self, name: str) -> WerReport:
-        return WerReport(tuple(u for u in self.utterances if u.subset == name))
+        return self.only(lambda u: u.subset == name)
+
+    def only(self, keep: Callable[[UtteranceErrors], bool]) -> WerReport:
+        return WerReport(tuple(u for u in self.utterances if keep(u)))
 
     def worst(self, count: int = 5) -> list[UtteranceErrors]:
         return sorted(self.utterances, key=lambda u: (-u.errors, u.id))[:count]
@@ -103,14 +106,20 @@ def check_wer_ceiling(report: WerReport, max_wer_percent: float, label: str) -> 
     )
 
 
-def check_non_empty(report: WerReport) -> CheckResult:
-    """Every utterance whose reference has words must get a non-empty transcript."""
-    empty = [u for u in report.utterances if u.words and not u.hypothesis.strip()]
-    return CheckResult(
-        name="non_empty_transcripts",
-        ok=not empty,
-        observed=len(empty),
-        limit=0,
-        detail=f"{len(empty)} of {len(report.utterances)} transcripts are empty",
-        evidence=[f"{u.id} ({u.subset}): reference {u.reference!r}" for u in empty],
-    )
+def pair_reports(base: WerReport, model: WerReport) -> list[tuple[UtteranceErrors, UtteranceErrors]]:
+    """Match utterances by id; both reports must cover exactly the same ones with the same references."""
+    by_id = {u.id: u for u in base.utterances}
+    if len(by_id) != len(base.utterances):
+        raise ValueError("the base report has duplicate utterance ids")
+    model_ids = [u.id for u in model.utterances]
+    if sorted(model_ids) != sorted(by_id):
+        missing = sorted(set(by_id) - set(model_ids))[:5]
+        extra = sorted(set(model_ids) - set(by_id))[:5]
+        raise ValueError(f"base and model were scored on different utterances (only base: {missing}, only model: {extra})")
+    pairs = []
+    for m in model.utterances:
+        b = by_id[m.id]
+        if b.reference != m.reference or b.words != m.words:
+            raise ValueError(f"{m.id}: base and model were scored against different references")
+        pairs.append((b, m))
+    return pairs

@@ -1,0 +1,230 @@
+"""Transcript sanity: the failure modes a broken quantization shows before its WER does.
+
+Each check looks at every sample and names the ones that fail with their texts: empty output,
+a repetition loop, text on silence, another language, and transcripts far from the reference
+or from the base model's transcript of the same audio.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from pytest_whisperq.checks.transcripts import WerReport, pair_reports, word_errors
+from pytest_whisperq.results import CheckResult, evidence_list
+from pytest_whisperq.text import Normalizer
+
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
+MAX_SHOWN_CHARS = 160
+
+
+def words_of(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def _short(text: str) -> str:
+    return repr(text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS] + "...")
+
+
+def check_non_empty(report: WerReport) -> CheckResult:
+    """Every utterance whose reference has words must get a non-empty transcript."""
+    empty = [u for u in report.utterances if u.words and not u.hypothesis.strip()]
+    return CheckResult(
+        name="non_empty_transcripts",
+        ok=not empty,
+        observed=len(empty),
+        limit=0,
+        detail=f"{len(empty)} of {len(report.utterances)} transcripts are empty",
+        evidence=evidence_list([f"{u.id} ({u.subset}): empty transcript, reference {_short(u.reference)}" for u in empty]),
+    )
+
+
+# --- repetition loops ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Repetition:
+    phrase: tuple[str, ...]
+    count: int  # consecutive occurrences
+
+
+def longest_repetition(words: Sequence[str], max_phrase: int = 8) -> Repetition:
+    """The phrase (1..max_phrase words) repeated the most times in a row; ties go to the shorter."""
+    best = Repetition((), 1)
+    n = len(words)
+    for size in range(1, max_phrase + 1):
+        start = 0
+        while start + 2 * size <= n:
+            count = 1
+            while (start + (count + 1) * size <= n
+                   and words[start + count * size : start + (count + 1) * size] == words[start : start + size]):
+                count += 1
+            if count > best.count:
+                best = Repetition(tuple(words[start : start + size]), count)
+            start += max(1, (count - 1) * size) if count > 1 else 1
+    return best
+
+
+def loop_reason(reference: str, hypothesis: str, max_repeats: int, max_length_ratio: float) -> str | None:
+    """Why `hypothesis` looks like a decoding loop, or None. Repetition the reference itself has
+    ("no, no, no") is not a loop."""
+    hyp, ref = words_of(hypothesis), words_of(reference)
+    run = longest_repetition(hyp)
+    if run.count >= max_repeats and run.count > longest_repetition(ref).count:
+        return f"{' '.join(run.phrase)!r} repeated {run.count} times in a row (limit {max_repeats - 1})"
+    if ref and len(hyp) > max_length_ratio * len(ref) + 10:
+        return f"{len(hyp)} words for a {len(ref)}-word reference (runaway output)"
+    return None
+
+
+def check_no_loops(report: WerReport, max_repeats: int = 3, max_length_ratio: float = 2.0) -> CheckResult:
+    """No transcript repeats a phrase `max_repeats` times in a row or runs far past its reference."""
+    looping = []
+    for u in report.utterances:
+        reason = loop_reason(u.reference, u.hypothesis, max_repeats, max_length_ratio)
+        if reason:
+            looping.append(f"{u.id} ({u.subset}): {reason} | ref: {_short(u.reference)} | hyp: {_short(u.hypothesis)}")
+    return CheckResult(
+        name="no_repetition_loops",
+        ok=not looping,
+        observed=len(looping),
+        limit=0,
+        detail=f"{len(looping)} of {len(report.utterances)} transcripts loop "
+               f"(a phrase of up to 8 words {max_repeats}+ times in a row, or more than "
+               f"{max_length_ratio:g} x the reference's words + 10)",
+        evidence=evidence_list(looping),
+    )
+
+
+# --- silence ------------------------------------------------------------------------------------
+
+def check_silence(transcripts: Sequence[tuple[str, str]], max_words: int) -> CheckResult:
+    """On audio with no speech, the model must say (almost) nothing: `(clip, transcript)` pairs."""
+    counts = [(clip, text, len(words_of(text))) for clip, text in transcripts]
+    talkative = [f"{clip}: {n} words on silence: {_short(text)}" for clip, text, n in counts if n > max_words]
+    worst = max((n for _, _, n in counts), default=0)
+    return CheckResult(
+        name="silent_on_silence",
+        ok=not talkative,
+        observed=worst,
+        limit=max_words,
+        unit=" words",
+        detail="transcripts of clips without speech: " + "; ".join(f"{clip} {text!r}" for clip, text, _ in counts),
+        evidence=evidence_list(talkative),
+    )
+
+
+# --- language -----------------------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def _language_identifier() -> Callable[[str], tuple[str, float]]:
+    from langid.langid import LanguageIdentifier, model
+
+    identifier = LanguageIdentifier.from_modelstring(model, norm_probs=True)
+    return identifier.classify
+
+
+def identify_language(text: str) -> tuple[str, float]:
+    """ISO 639-1 code and probability (langid.py's model, 97 languages; shipped in its wheel)."""
+    language, probability = _language_identifier()(text)
+    return str(language), float(probability)
+
+
+def non_latin_share(text: str) -> float:
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
+        return 0.0
+    return sum(not unicodedata.name(ch, "").startswith("LATIN") for ch in letters) / len(letters)
+
+
+LATIN_SCRIPT_LANGUAGES = frozenset("en de fr es it nl pt sv da no nb nn fi pl cs sk sl hr ro hu tr id ms vi".split())
+
+
+def language_reason(reference: str, hypothesis: str, language: str, min_words: int, min_probability: float) -> str | None:
+    """Why `hypothesis` is not in `language`, or None when it is or when the text cannot tell.
+
+    Two tests: letters of a non-Latin script in a Latin-script language (any length); and the
+    identifier's verdict, only for transcripts of `min_words`+ words, only when it is confident,
+    and only when it puts the reference in the expected language (short prompts fool it)."""
+    if language in LATIN_SCRIPT_LANGUAGES and non_latin_share(hypothesis) > 0.5:
+        return f"{non_latin_share(hypothesis):.0%} of its letters are not Latin script"
+    if len(words_of(hypothesis)) < min_words:
+        return None
+    found, probability = identify_language(hypothesis)
+    if found == language or probability < min_probability:
+        return None
+    if reference.strip() and identify_language(reference)[0] != language:
+        return None  # the identifier misjudges this sample's reference too: it cannot tell
+    return f"identified as {found!r} (p={probability:.2f}), expected {language!r}"
+
+
+def check_language(report: WerReport, language: str = "en", min_words: int = 4, min_probability: float = 0.9) -> CheckResult:
+    wrong = []
+    for u in report.utterances:
+        reason = language_reason(u.reference, u.hypothesis, language, min_words, min_probability)
+        if reason:
+            wrong.append(f"{u.id} ({u.subset}): {reason} | ref: {_short(u.reference)} | hyp: {_short(u.hypothesis)}")
+    return CheckResult(
+        name=f"language[{language}]",
+        ok=not wrong,
+        observed=len(wrong),
+        limit=0,
+        detail=f"{len(wrong)} of {len(report.utterances)} transcripts are not in {language!r}",
+        evidence=evidence_list(wrong),
+    )
+
+
+# --- closeness ----------------------------------------------------------------------------------
+
+def check_close_to_reference(base: WerReport, model: WerReport, max_sample_wer: float) -> CheckResult:
+    """Each sample's WER must stay under `max_sample_wer` percent, unless the base is as far off
+    on it too (then the sample, not the quantization, is hard: listed, not failed)."""
+    far, excused = [], []
+    for b, m in pair_reports(base, model):
+        if m.words and 100.0 * m.wer > max_sample_wer:
+            line = (f"{m.id} ({m.subset}): WER {100 * m.wer:.0f}% (base {100 * b.wer:.0f}%) | ref: {_short(m.reference)} | "
+                    f"base: {_short(b.hypothesis)} | model: {_short(m.hypothesis)}")
+            (excused if 100.0 * b.wer > max_sample_wer else far).append(line)
+    detail = f"{len(far)} of {len(model.utterances)} samples have a WER above {max_sample_wer:g}% where the base is below it"
+    if excused:
+        detail += f"; {len(excused)} more are as far off with the base (not counted)"
+    return CheckResult(
+        name="close_to_reference",
+        ok=not far,
+        observed=len(far),
+        limit=0,
+        detail=detail,
+        evidence=evidence_list(far + [f"(base as far off) {line}" for line in excused]),
+    )
+
+
+def disagreement(base_text: str, model_text: str, normalize: Normalizer) -> tuple[int, int]:
+    """Word edits from the base's transcript to the model's, and the base transcript's length."""
+    base_norm, model_norm = normalize(base_text), normalize(model_text)
+    return word_errors(base_norm, model_norm), len(base_norm.split())
+
+
+def check_close_to_base(base: WerReport, model: WerReport, normalize: Normalizer, max_disagreement: float) -> CheckResult:
+    """Each sample's transcript must be within `max_disagreement` percent WER of the base's transcript."""
+    far = []
+    worst = 0.0
+    for b, m in pair_reports(base, model):
+        edits, length = disagreement(b.hypothesis, m.hypothesis, normalize)
+        share = 100.0 * edits / length if length else (100.0 if edits else 0.0)
+        worst = max(worst, share)
+        if share > max_disagreement:
+            far.append(f"{m.id} ({m.subset}): {edits} word edits from the base's {length} words ({share:.0f}%) | "
+                       f"ref: {_short(m.reference)} | base: {_short(b.hypothesis)} | model: {_short(m.hypothesis)}")
+    return CheckResult(
+        name="close_to_base",
+        ok=not far,
+        observed=round(worst, 1),
+        limit=max_disagreement,
+        unit="%",
+        detail=f"{len(far)} of {len(model.utterances)} transcripts differ from the base's by more than "
+               f"{max_disagreement:g}% WER (observed: the worst sample)",
+        evidence=evidence_list(far),
+    )
+
