@@ -23,8 +23,8 @@ def test_transcripts_in_expected_language(whisperq_model_wer, whisperq_settings,
     whisperq_check(check_language(whisperq_model_wer, whisperq_settings.language))
 
 
-def test_silent_on_silence(whisperq_model_silence, whisperq_settings, whisperq_check):
-    whisperq_check(check_silence(whisperq_model_silence, whisperq_settings.max_silence_words))
+def test_silent_on_silence(whisperq_model_silence, whisperq_base_silence, whisperq_settings, whisperq_check):
+    whisperq_check(check_silence(whisperq_model_silence, whisperq_base_silence, whisperq_settings.max_silence_words))
 
 
 def test_close_to_reference(whisperq_base_wer, whisperq_model_wer, whisperq_settings, whisperq_check):

@@ -227,6 +227,13 @@ def whisperq_model_silence(whisperq_session: WhisperqSession, whisperq_model: Ba
         return whisperq_session.silence_transcripts("model")
 
 
+@pytest.fixture(scope="session")
+def whisperq_base_silence(whisperq_session: WhisperqSession, whisperq_base: Backend) -> list[tuple[str, str]]:
+    """`[(clip, transcript)]`: what the base says on the same clips."""
+    with _as_test_failure():
+        return whisperq_session.silence_transcripts("base")
+
+
 @pytest.fixture
 def whisperq_check(request: pytest.FixtureRequest, whisperq_session: WhisperqSession) -> Callable[..., object]:
     """`whisperq_check(*results)`: record the checks' results and fail the test if any did not pass

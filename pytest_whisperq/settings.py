@@ -198,7 +198,7 @@ OPTIONS: tuple[Option, ...] = (
     _opt("max_repeats", _positive_int, 2, default="3", metavar="N",
          help="sanity: a phrase repeated N times in a row (more than in the reference) is a loop (default: 3)"),
     _opt("max_silence_words", _positive_int, 0, default="0", metavar="N",
-         help="sanity: most words allowed in a transcript of audio without speech (default: 0)"),
+         help="sanity: words allowed on audio without speech where the base says fewer (default: 0)"),
     _opt("group_size", _positive_int, default="128", metavar="N",
          help="the INT4 weights' expected group size (default: 128, as W4A16 is published)"),
     _opt("max_layer_error", _number, 0.0, default="0.6", metavar="RATIO",

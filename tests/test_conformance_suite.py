@@ -23,12 +23,19 @@ def run_suite(pytester: pytest.Pytester, whisper_tiny_en_dir):
     return run
 
 
-def test_suite_passes_on_a_good_w4a16_checkpoint(run_suite, tiny_en_w4a16):
-    result = run_suite(f"--whisperq-model={tiny_en_w4a16}", "--whisperq-base=whisper-tiny.en", "--whisperq-max-wer=40")
-    result.assert_outcomes(passed=12)
+def test_tiny_en_w4a16_has_a_sound_format_but_fails_the_accuracy_gate(run_suite, tiny_en_w4a16):
+    """A real degraded checkpoint: tiny.en (39 M parameters) loses several WER points at 4 bits."""
+    result = run_suite(f"--whisperq-model={tiny_en_w4a16}", "--whisperq-base=whisper-tiny.en", "--whisperq-max-wer=40",
+                       "-k", "format or accuracy")
+    result.assert_outcomes(passed=11, failed=1)
     result.stdout.fnmatch_lines([
-        "*= whisperq =*", "PASS quantization_config 0 deviations*", "PASS linears_packed 64/64*",
-        "PASS dequantized_weights_close *", "PASS non_empty_transcripts*", "PASS wer[[]all[]] *%*",
+        "*FAIL wer_delta[[]real[]]: observed * points, limit 0.5 points",
+        "*base WER *% (*/1142 words), model WER *% (*/1142), delta +* points, 95% CI [[]+*, +*[]] "
+        "(paired bootstrap, 10000 resamples of 95 utterances); gated on the point delta",
+        "*- subset ivr_prompt: base *",
+        "*- * (*): +* errors (* -> * of * words) | ref: * | base: * | model: *",
+        "*--whisperq-max-wer-delta*",
+        "PASS linears_packed 64/64*", "PASS dequantized_weights_close *",
     ])
 
 
@@ -67,17 +74,69 @@ def test_suite_rejects_a_checkpoint_of_another_architecture(run_suite, whisper_t
 
 def test_wer_ceiling_fails_with_the_worst_utterances(run_suite):
     result = run_suite("--whisperq-model=whisper-tiny.en", "--whisperq-base=whisper-tiny.en",
-                       "--whisperq-max-wer=1", "-k", "wer")
+                       "--whisperq-max-wer=1", "-k", "ceiling")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*FAIL wer[[]all[]]: observed *%, limit 1%*", "*errors / * words | ref:*"])
+    result.stdout.fnmatch_lines(["*FAIL wer[[]real[]]: observed *%, limit 1%*", "*errors / * words | ref:*",
+                                 "*FAIL wer[[]synthetic[]]: observed *%, limit 1%*"])
 
 
-def test_without_a_model_the_base_is_quantized_here_and_gated(run_suite):
-    """The default main job: no --whisperq-model, so the quantize fixture makes the W4A16 checkpoint
-    (tiny.en and 8 calibration samples here, to keep the test short; reused from the cache)."""
-    result = run_suite("--whisperq-base=whisper-tiny.en", "--whisperq-calib-samples=8", "--whisperq-max-wer=40")
-    result.assert_outcomes(passed=12)
-    result.stdout.fnmatch_lines(["model: quantize (*/quantized/whisper-tiny.en-W4A16-*)", "base: whisper-tiny.en (*)"])
+def test_an_identical_model_passes_the_accuracy_gate_with_delta_zero(run_suite):
+    result = run_suite("--whisperq-model=whisper-tiny.en", "--whisperq-base=whisper-tiny.en", "-k", "accuracy or sanity")
+    result.assert_outcomes(passed=8)
+    result.stdout.fnmatch_lines([
+        "PASS wer_delta[[]real[]] 0.0 points (limit 0.5 points)*",
+        "*delta +0.00 points, 95% CI [[]+0.00, +0.00[]]*",
+        "PASS wer_delta[[]synthetic[]] 0.0 points*",
+        "PASS close_to_base 0.0% (limit 50.0%)*",
+    ])
+
+
+def test_without_a_model_the_base_is_quantized_here_and_passes_the_whole_suite(run_suite, whisper_base_w4a16):
+    """The default main job, `./dev gate`: no --whisperq-model, so the quantize fixture makes whisper-base's
+    W4A16 checkpoint (32 calibration samples; the same cache entry as the whisper_base_w4a16 fixture's)."""
+    result = run_suite()
+    result.assert_outcomes(passed=18)
+    result.stdout.fnmatch_lines([
+        f"model: quantize ({whisper_base_w4a16})", "base: whisper-base (*)",
+        "PASS wer_delta[[]real[]] * points (limit 0.5 points)*", "*95% CI [[]*",
+        "PASS wer_delta[[]synthetic[]] * points (limit 0.5 points)*",
+        "PASS linears_packed 96/96*", "PASS silent_on_silence*", "PASS language[[]en[]]*",
+    ])
+
+
+def test_scales_perturbed_on_purpose_pass_the_format_checks_but_fail_accuracy_and_sanity(run_suite, whisper_base_w4a16,
+                                                                                        tmp_path):
+    """Every weight_scale x1.3: each layer's error grows alike (worst 0.555), so the per-layer format check,
+    relative to the median layer, cannot see it. The model is wrecked (measured: WER 100%, transcripts
+    like '喂'); the accuracy and sanity tests must say so, each with the utterances."""
+    import numpy as np
+    from checkpoint_factory import edited_copy
+
+    def scale_up(tensors):
+        for name in [n for n in tensors if n.endswith(".weight_scale")]:
+            tensors[name] = (tensors[name].astype(np.float32) * 1.3).astype(np.float16)
+
+    worse = edited_copy(whisper_base_w4a16, tmp_path / "scales-x1.3", scale_up)
+    result = run_suite(f"--whisperq-model={worse}")
+    result.assert_outcomes(passed=11, failed=7)  # the 10 format tests and the silence test pass
+    result.stdout.fnmatch_lines_random([
+        "FAIL wer_delta[[]real[]]: observed * points, limit 0.5 points",
+        "  base WER 2.89% (33/1142 words), model WER *% (*/1142), delta +* points, 95% CI [[]+*, +*[]]*",
+        "  - * (*): +* errors (* -> * of * words) | ref: * | base: * | model: *",
+        "FAIL non_empty_transcripts: observed *, limit 0",
+        "FAIL language[[]en[]]: observed *, limit 0",
+        "  - * (*): * of its letters are not Latin script | ref: * | hyp: *",
+        "FAIL close_to_base: observed 100%, limit 50%",
+        "PASS dequantized_weights_close *", "PASS linears_packed 96/96*",
+    ])
+
+
+def test_the_suite_reads_a_datasets_source_with_a_sample_limit(run_suite, parquet_dataset):
+    result = run_suite("--whisperq-model=whisper-tiny.en", "--whisperq-base=whisper-tiny.en",
+                       f"--whisperq-data=hf:{parquet_dataset}?split=test&text=sentence", "--whisperq-data-limit=3",
+                       "-k", "accuracy")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*3 utterances transcribed*", "*resamples of 3 utterances*"])
 
 
 def test_a_corrupt_checkpoint_stops_each_format_test_with_the_reason(run_suite, tiny_en_w4a16, tmp_path):

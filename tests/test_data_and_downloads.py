@@ -137,26 +137,6 @@ def test_hash_mismatch_and_missing_release_are_refused(tmp_path):
 
 # --- datasets sources (the hub code path, on a local parquet data set) ---------------------------
 
-@pytest.fixture(scope="module")
-def parquet_dataset(tmp_path_factory):
-    """A `datasets` data set laid out as on the hub: data/test-*.parquet with an Audio column."""
-    import io
-
-    import datasets
-    import soundfile
-
-    root = tmp_path_factory.mktemp("hub-like")
-    (root / "data").mkdir()
-    rows = []
-    for u in load_local_dataset(default_eval_dir(), subsets=["read_clean"]):
-        buffer = io.BytesIO()
-        soundfile.write(buffer, u.audio, TARGET_RATE, format="WAV")
-        rows.append({"audio": {"bytes": buffer.getvalue(), "path": f"{u.id}.wav"}, "sentence": u.text, "id": u.id})
-    dataset = datasets.Dataset.from_list(rows).cast_column("audio", datasets.Audio())
-    dataset.to_parquet(str(root / "data" / "test-00000-of-00001.parquet"))
-    return root
-
-
 def test_datasets_source_loads_streamed_with_a_limit(parquet_dataset):
     from pytest_whisperq.data import load_data
     from pytest_whisperq.dataspec import parse_data_spec

@@ -150,7 +150,7 @@ def test_whisper_tiny_en_quantizes_reproducibly(whisper_tiny_en_dir, tiny_en_w4a
 
 
 @pytest.mark.slow
-def test_whisper_base_w4a16_has_the_card_format_and_transcribes(whisper_base_dir, calibration, evaluation, shared_cache, openai_assets):
+def test_whisper_base_w4a16_has_the_card_format_and_transcribes(whisper_base_dir, whisper_base_w4a16, evaluation, openai_assets):
     from pytest_whisperq.backends import load_backend
     from pytest_whisperq.checks.transcripts import measure_wer
     from pytest_whisperq.models.resolve import ResolvedModel
@@ -160,7 +160,7 @@ def test_whisper_base_w4a16_has_the_card_format_and_transcribes(whisper_base_dir
     from pytest_whisperq.checks.format_suite import format_checks
     from pytest_whisperq.models.tensors import CheckpointTensors
 
-    checkpoint = quantize_w4a16(whisper_base_dir, "whisper-base", calibration[:8], shared_cache, evaluation=evaluation)
+    checkpoint = whisper_base_w4a16  # 32 calibration utterances, in the shared cache
     assert_w4a16(checkpoint, expected_linears=96)
     format_results = format_checks(CheckpointTensors.open(checkpoint), CheckpointTensors.open(whisper_base_dir))
     assert all(r.ok for r in format_results), [r.describe() for r in format_results if not r.ok]
