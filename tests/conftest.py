@@ -43,7 +43,7 @@ def tiny_en_w4a16(whisper_tiny_en_dir: Path, shared_cache: Cache) -> Path:
     from pytest_whisperq.quantize import quantize_w4a16
     from pytest_whisperq.resources import default_calib_dir, default_eval_dir
 
-    return quantize_w4a16(whisper_tiny_en_dir, "whisper-tiny.en", load_local_dataset(default_calib_dir())[:32],
+    return quantize_w4a16(whisper_tiny_en_dir, "whisper-tiny.en", load_local_dataset(default_calib_dir())[:8],
                           shared_cache, evaluation=load_local_dataset(default_eval_dir()))
 
 

@@ -78,6 +78,7 @@ def test_gating_on_the_upper_bound_is_stricter_than_on_the_point():
     assert check_wer_delta("real", base, model, max_delta=0.5, gate_on="point").ok
     upper = check_wer_delta("real", base, model, max_delta=0.5, gate_on="upper")
     assert not upper.ok and upper.observed > 0.5 and "gated on the upper end of the interval" in upper.detail
+    assert any("the point delta +0.50 is within the limit but the interval reaches" in line for line in upper.evidence)
 
 
 def test_per_subset_figures_are_shown_in_every_result():

@@ -30,7 +30,7 @@ def test_tiny_en_w4a16_has_a_sound_format_but_fails_the_accuracy_gate(run_suite,
     result.assert_outcomes(passed=11, failed=1)
     result.stdout.fnmatch_lines([
         "*FAIL wer_delta[[]real[]]: observed * points, limit 0.5 points",
-        "*base WER *% (*/1142 words), model WER *% (*/1142), delta +* points, 95% CI [[]+*, +*[]] "
+        "*base WER *% (*/1142 words), model WER *% (*/1142), delta +* points, 95% CI [[]*, *[]] "
         "(paired bootstrap, 10000 resamples of 95 utterances); gated on the point delta",
         "*- subset ivr_prompt: base *",
         "*- * (*): +* errors (* -> * of * words) | ref: * | base: * | model: *",
@@ -100,7 +100,7 @@ def test_without_a_model_the_base_is_quantized_here_and_passes_the_whole_suite(r
         f"model: quantize ({whisper_base_w4a16})", "base: whisper-base (*)",
         "PASS wer_delta[[]real[]] * points (limit 0.5 points)*", "*95% CI [[]*",
         "PASS wer_delta[[]synthetic[]] * points (limit 0.5 points)*",
-        "PASS linears_packed 96/96*", "PASS silent_on_silence*", "PASS language[[]en[]]*",
+        "PASS linears_packed 96/96*", "PASS language[[]en[]]*", "PASS silent_on_silence*",
     ])
 
 
@@ -136,7 +136,7 @@ def test_the_suite_reads_a_datasets_source_with_a_sample_limit(run_suite, parque
                        f"--whisperq-data=hf:{parquet_dataset}?split=test&text=sentence", "--whisperq-data-limit=3",
                        "-k", "accuracy")
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["*3 utterances transcribed*", "*resamples of 3 utterances*"])
+    result.stdout.fnmatch_lines(["  3 utterances *", "*resamples of 3 utterances*"])
 
 
 def test_a_corrupt_checkpoint_stops_each_format_test_with_the_reason(run_suite, tiny_en_w4a16, tmp_path):

@@ -102,7 +102,6 @@ def regressions(pairs: list[tuple[UtteranceErrors, UtteranceErrors]], count: int
     ]
 
 
-
 def check_wer_delta(
     label: str,
     base: WerReport,
@@ -134,6 +133,9 @@ def check_wer_delta(
     worst = regressions(pairs)
     if not ok:
         evidence.extend(worst)
+        if gate_on == "upper" and pooled.delta <= max_delta:
+            evidence.append(f"the point delta {pooled.delta:+.2f} is within the limit but the interval reaches "
+                            f"{pooled.ci_high:+.2f}: more evaluation data (--whisperq-data) narrows it")
         evidence.append("next: compare the recipe (calibration data and samples, group size, ignore list) with "
                         "the published one, or re-quantize; `--whisperq-max-wer-delta` sets the limit")
     elif worst:
