@@ -67,6 +67,8 @@ def load_local_dataset(
             check_duration(audio, str(path))
         except AudioError as error:
             raise DataError(str(error)) from None
+        if not (row.get("text") or "").strip():
+            raise DataError(f"{metadata}:{line}: no reference text for {row['file']}; every utterance needs one")
         speech = (row.get("speech") or "real").strip().lower()
         if speech not in ("real", "synthetic"):
             raise DataError(f"{metadata}:{line}: speech must be 'real' or 'synthetic', got {row['speech']!r}")
@@ -137,10 +139,17 @@ def load_hub_dataset(spec: DataSpec, limit: int | None = None, subset: str | Non
     for index, row in enumerate(stream):
         if limit is not None and len(utterances) >= limit:
             break
-        uid = str(row.get("id") or row.get("audio_id") or f"{label}-{index:06d}")
+        absent = [c for c in (spec.audio_column, spec.text_column) if c not in row]
+        if absent:
+            raise DataError(f"{spec} row {index}: no column {absent[0]!r}; columns are {', '.join(row)} "
+                            "(set audio=... / text=...)")
+        uid = next((str(row[key]) for key in ("id", "audio_id") if row.get(key) not in (None, "")), f"{label}-{index:06d}")
+        text = row[spec.text_column]
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{spec} row {index} ({uid}): the {spec.text_column!r} column holds {text!r}, not a reference text")
         audio = _decode_row_audio(row[spec.audio_column], f"{spec} row {index}")
         check_duration(audio, f"{spec} row {index} ({uid})")
-        utterances.append(Utterance(uid, label, str(row[spec.text_column]), audio))
+        utterances.append(Utterance(uid, label, text, audio))
     if not utterances:
         raise DataError(f"{spec}: no rows")
     return utterances

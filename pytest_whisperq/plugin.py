@@ -194,14 +194,10 @@ def whisperq_wer(
     whisperq_normalizer: Normalizer,
 ) -> Callable[[Backend], WerReport]:
     """`whisperq_wer(backend)`: any backend's normalised WER report on the evaluation data."""
-    from pytest_whisperq.checks.transcripts import measure_wer
+    from pytest_whisperq.checks.transcripts import score
 
     def wer(backend: Backend) -> WerReport:
-        hypotheses = whisperq_transcribe(backend, whisperq_eval_data)
-        return measure_wer(
-            [u.id for u in whisperq_eval_data], [u.subset for u in whisperq_eval_data],
-            [u.text for u in whisperq_eval_data], [h.text for h in hypotheses], whisperq_normalizer,
-        )
+        return score(whisperq_eval_data, whisperq_transcribe(backend, whisperq_eval_data), whisperq_normalizer)
 
     return wer
 

@@ -38,7 +38,7 @@ class WhisperqSession:
         self.cache = Cache(settings.cache_dir)
         self.results: list[tuple[str, CheckResult]] = []
         self._memo: dict[Any, Any] = {}
-        self.transcript_sources: dict[tuple[str, int], str] = {}
+        self.transcript_sources: dict[tuple[str, str], tuple[int, bool]] = {}  # (path, data) -> (count, reused)
 
     def _once(self, key: Any, build: Callable[[], T]) -> T:
         if key not in self._memo:
@@ -155,19 +155,17 @@ class WhisperqSession:
 
         def build() -> list[Hypothesis]:
             hypotheses, reused = cached_transcribe(self.cache, backend, utterances, fingerprint)
-            self.transcript_sources[(str(backend.model.path), len(utterances))] = "cache" if reused else "fresh"
+            self.transcript_sources[(str(backend.model.path), fingerprint)] = (len(utterances), reused)
             return hypotheses
 
         return self._once(("transcripts", backend.model.path, fingerprint), build)
 
     def wer_report(self, role: str) -> WerReport:
         """The role's WER report on the evaluation data."""
-        from pytest_whisperq.checks.transcripts import measure_wer
+        from pytest_whisperq.checks.transcripts import score
 
         data = self.eval_data()
-        hypotheses = self.transcribe(self.backend(role), data)
-        return measure_wer([u.id for u in data], [u.subset for u in data], [u.text for u in data],
-                           [h.text for h in hypotheses], self.normalizer())
+        return score(data, self.transcribe(self.backend(role), data), self.normalizer())
 
     def silence_transcripts(self, role: str) -> list[tuple[str, str]]:
         from pytest_whisperq.data import silence_clips
@@ -199,9 +197,9 @@ class WhisperqSession:
             memo = self._memo.get(self._resolved_key(role))
             if memo and memo[0] == "ok":
                 lines.append(f"{role}: {memo[1].label}")
-                for (path, count), source in self.transcript_sources.items():
+                for (path, _), (count, reused) in self.transcript_sources.items():
                     if path == str(memo[1].path):
-                        how = "reused from the cache (same weights, data, decoding, versions)" if source == "cache" else "transcribed"
+                        how = "reused from the cache (same weights, data, decoding, versions)" if reused else "transcribed"
                         lines.append(f"  {count} utterances {how}")
         return lines
 

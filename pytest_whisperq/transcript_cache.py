@@ -25,7 +25,10 @@ if TYPE_CHECKING:
     from pytest_whisperq.data import Utterance
 
 TRANSCRIPTS_FILE = "transcripts.json"
-LIBRARIES = ("pytest-whisperq", "torch", "transformers", "compressed-tensors", "tokenizers", "numpy", "vllm")
+# Bump when decoding or post-processing code changes in a way the package version does not show
+# (an editable install keeps its version): old entries then stop matching.
+SCHEMA = 1
+LIBRARIES = ("pytest-whisperq", "torch", "transformers", "compressed-tensors", "tokenizers", "numpy")
 
 
 def library_versions() -> dict[str, str | None]:
@@ -42,16 +45,22 @@ def checkpoint_fingerprint(directory: Path) -> dict[str, str]:
     """sha256 of each regular file at the checkpoint's top level (hub snapshots are symlinks: followed)."""
     files = sorted(p for p in Path(directory).iterdir() if p.is_file() and p.name != MANIFEST_NAME
                    and not p.name.startswith("."))
-    return {p.name: _sha256_cached(p.resolve(), p.stat().st_size, p.stat().st_mtime_ns) for p in files}
+    hashes = {}
+    for p in files:
+        stat = p.stat()
+        hashes[p.name] = _sha256_cached(p.resolve(), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+    return hashes
 
 
 @lru_cache(maxsize=256)
-def _sha256_cached(path: Path, size: int, mtime_ns: int) -> str:  # size/mtime: a rewritten file is hashed anew
+def _sha256_cached(path: Path, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
+    """Hashed once a process per file state: any rewrite changes size, times or inode."""
     return sha256_file(path)
 
 
 def transcript_inputs(backend: Backend, data_fingerprint: str) -> dict[str, Any]:
     return {
+        "schema": SCHEMA,
         "checkpoint": checkpoint_fingerprint(backend.model.path),
         "data": data_fingerprint,
         "decoding": backend.identity(),
@@ -74,8 +83,12 @@ def cached_transcribe(
         (directory / TRANSCRIPTS_FILE).write_text(json.dumps(rows), encoding="utf-8")
 
     entry = cache.get_or_build("transcripts", name, inputs, build)
-    rows = json.loads((entry / TRANSCRIPTS_FILE).read_text(encoding="utf-8"))
-    hypotheses = [Hypothesis(**{**row, "tokens": tuple(row["tokens"])}) for row in rows]
+    try:
+        rows = json.loads((entry / TRANSCRIPTS_FILE).read_text(encoding="utf-8"))
+        hypotheses = [Hypothesis(**{**row, "tokens": tuple(row["tokens"])}) for row in rows]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CacheError(f"cache entry {entry} is damaged ({type(error).__name__}: {error}); "
+                         "delete that directory and run again") from None
     if [h.id for h in hypotheses] != [u.id for u in utterances]:  # a foreign or damaged entry
-        raise CacheError(f"cache entry {entry} holds transcripts of other utterances; delete it and run again")
+        raise CacheError(f"cache entry {entry} holds transcripts of other utterances; delete that directory and run again")
     return hypotheses, reused

@@ -102,3 +102,16 @@ def test_real_and_synthetic_speech_are_pooled_apart():
         ("real", ["u000", "u002"]), ("synthetic", ["u001"])]
     only_real = speech_pools([Utt("u000", False), Utt("u001", False), Utt("u002", False)], report)
     assert [label for label, _ in only_real] == ["real"]
+
+
+def test_references_without_words_fail_instead_of_passing_at_zero():
+    base = make_report([0, 0], [0, 0])
+    model = make_report([6, 3], [0, 0])
+    result = check_wer_delta("real", base, model, max_delta=0.5)
+    assert not result.ok and "references have no words after normalisation" in result.detail
+
+
+def test_an_unknown_gate_is_refused():
+    base = make_report([0], [5])
+    with pytest.raises(ValueError, match="gate_on must be one of"):
+        check_wer_delta("real", base, base, max_delta=0.5, gate_on="Upper")

@@ -73,6 +73,9 @@ def test_speech_kind_and_unique_ids_are_enforced(tmp_path):
     (folder / "metadata.tsv").write_text("file\tsubset\tspeech\ttext\na.wav\tx\ttts\thello\n")
     with pytest.raises(DataError, match=r"metadata.tsv:2: speech must be 'real' or 'synthetic', got 'tts'"):
         load_local_dataset(folder)
+    (folder / "metadata.tsv").write_text("file\tsubset\ttext\na.wav\tx\t \n")
+    with pytest.raises(DataError, match=r"metadata.tsv:2: no reference text for a.wav"):
+        load_local_dataset(folder)
     (folder / "sub").mkdir()
     (folder / "sub" / "a.wav").write_bytes(_wav())
     (folder / "metadata.tsv").write_text("file\tsubset\ttext\na.wav\tx\thello\nsub/a.wav\tx\tagain\n")
@@ -164,3 +167,19 @@ def test_datasets_source_errors_name_what_is_wrong(parquet_dataset, tmp_path):
         parse_data_spec("hf:")
     with pytest.raises(ConfigError, match="does not exist"):
         parse_data_spec(str(tmp_path / "nope"))
+
+
+def test_a_datasets_row_without_reference_text_is_refused(tmp_path):
+    import datasets
+
+    from pytest_whisperq.data import load_data
+    from pytest_whisperq.dataspec import parse_data_spec
+
+    (tmp_path / "data").mkdir()
+    rows = [{"audio": {"bytes": _wav(), "path": "a.wav"}, "text": "hello", "id": 0},
+            {"audio": {"bytes": _wav(), "path": "b.wav"}, "text": None, "id": 1}]
+    dataset = datasets.Dataset.from_list(rows).cast_column("audio", datasets.Audio())
+    dataset.to_parquet(str(tmp_path / "data" / "test-00000-of-00001.parquet"))
+    with pytest.raises(DataError, match=r"row 1 \(1\): the 'text' column holds None, not a reference text"):
+        load_data(parse_data_spec(f"hf:{tmp_path}?split=test"))
+    assert [u.id for u in load_data(parse_data_spec(f"hf:{tmp_path}?split=test"), limit=1)] == ["0"]  # id 0 is an id

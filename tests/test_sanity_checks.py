@@ -127,3 +127,23 @@ def test_a_transcript_far_from_the_base_transcript_fails():
     assert not result.ok and result.observed > 40
     assert result.evidence[0].startswith("u2 (ivr): 7 word edits from the base's 11 words (64%)")
     assert check_close_to_base(base, model, lower, max_disagreement=70).ok
+
+
+def test_a_sample_the_base_gets_wrong_excuses_the_model_only_if_it_is_no_worse():
+    base = report({"u1": "Please enter the password."})  # 50% WER on u1
+    far_worse = report({"u1": "Lease tender hour pass word fold bay the pond kay."})
+    result = check_close_to_reference(base, far_worse, max_sample_wer=30)
+    assert not result.ok and result.evidence[0].startswith("u1 (ivr): WER")
+
+
+def test_a_repetition_in_the_reference_excuses_only_the_same_phrase():
+    assert loop_reason("No no no no, not today.", "the cat the cat the cat the cat", 3, 5.0) is not None
+    long_sentence = "please hold while we connect your call to the next available agent now"
+    looping = " ".join([long_sentence] * 3)
+    assert loop_reason(long_sentence, looping, 3, 5.0).startswith(f"{long_sentence!r} repeated 3 times")
+
+
+def test_a_language_the_identifier_does_not_know_fails_with_the_reason():
+    result = check_language(report({}), "eng")
+    assert not result.ok
+    assert "langid.py does not know 'eng'" in result.detail and "--whisperq-language" in result.detail

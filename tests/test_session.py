@@ -59,19 +59,36 @@ def test_transcripts_are_reused_across_runs_only_for_identical_content(tmp_path)
     first = WhisperqSession(build_settings({"cache_dir": cache}, {}))
     backend = CountingBackend(checkpoint)
     hypotheses = first.transcribe(backend, utterances())
-    assert backend.calls == 1 and first.transcript_sources == {(str(checkpoint), 1): "fresh"}
+    assert backend.calls == 1 and list(first.transcript_sources.values()) == [(1, False)]
 
     second = WhisperqSession(build_settings({"cache_dir": cache}, {}))  # a later run
     assert second.transcribe(backend, utterances()) == hypotheses
-    assert backend.calls == 1 and second.transcript_sources == {(str(checkpoint), 1): "cache"}
+    assert backend.calls == 1 and list(second.transcript_sources.values()) == [(1, True)]
 
-    WhisperqSession(build_settings({"cache_dir": cache}, {})).transcribe(CountingBackend(checkpoint, 4), utterances())
-    (checkpoint / "model.safetensors").write_bytes(b"weights v2")  # same path, new content
+    batch4 = CountingBackend(checkpoint, 4)  # other decoding settings
+    WhisperqSession(build_settings({"cache_dir": cache}, {})).transcribe(batch4, utterances())
+    assert batch4.calls == 1
+    (checkpoint / "model.safetensors").write_bytes(b"weights v2")  # same path and size, new content
     third = WhisperqSession(build_settings({"cache_dir": cache}, {}))
     counting = CountingBackend(checkpoint)
     third.transcribe(counting, utterances())
-    assert counting.calls == 1 and third.transcript_sources == {(str(checkpoint), 1): "fresh"}
-    assert len(list((cache / "transcripts").glob("fake-ckpt-*[!k]"))) == 3  # v1, v1 with batch 4, v2
+    assert counting.calls == 1 and list(third.transcript_sources.values()) == [(1, False)]
+    entries = [p for p in (cache / "transcripts").iterdir() if p.is_dir()]
+    assert len(entries) == 3  # v1, v1 with batch 4, v2
+
+
+def test_a_damaged_cache_entry_is_a_clear_error(tmp_path):
+    from pytest_whisperq.errors import CacheError
+
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    (checkpoint / "model.safetensors").write_bytes(b"weights")
+    cache = tmp_path / "cache"
+    WhisperqSession(build_settings({"cache_dir": cache}, {})).transcribe(CountingBackend(checkpoint), utterances())
+    [entry] = [p for p in (cache / "transcripts").iterdir() if p.is_dir()]
+    (entry / "transcripts.json").write_text('[{"id": "a", "te')
+    with pytest.raises(CacheError, match=r"is damaged \(JSONDecodeError: .*delete that directory and run again"):
+        WhisperqSession(build_settings({"cache_dir": cache}, {})).transcribe(CountingBackend(checkpoint), utterances())
 
 
 def test_failures_are_remembered_not_retried(tmp_path):

@@ -85,8 +85,13 @@ class TransformersBackend:
         return kwargs
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": self.name, "device": self.device, "dtype": self.dtype, "batch_size": self.batch_size,
-                "language": self.language if self.multilingual else None, **self._generate_kwargs()}
+        import torch
+
+        # GPU kernels differ between models and CUDA versions, and fp16 greedy decoding can follow them.
+        accelerator = (torch.cuda.get_device_name(), torch.version.cuda) if self.device == "cuda" else None
+        return {"backend": self.name, "device": self.device, "accelerator": accelerator, "dtype": self.dtype,
+                "batch_size": self.batch_size, "language": self.language if self.multilingual else None,
+                **self._generate_kwargs()}
 
     def transcribe(self, utterances: Sequence[Utterance]) -> list[Hypothesis]:
         import torch

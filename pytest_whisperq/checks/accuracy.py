@@ -114,8 +114,14 @@ def check_wer_delta(
 ) -> CheckResult:
     """WER(model) - WER(base) must not exceed `max_delta` points: the point value, or with
     `gate_on="upper"` the upper end of its paired bootstrap interval (a stricter, noise-aware gate)."""
+    if gate_on not in GATE_ON:
+        raise ValueError(f"gate_on must be one of {GATE_ON}, got {gate_on!r}")
     pairs = pair_reports(base, model)
     pooled = wer_delta(label, pairs, resamples, confidence)
+    if pooled.words == 0:
+        return CheckResult(name=f"wer_delta[{label}]", ok=False, limit=max_delta, unit=" points",
+                           detail=f"the {pooled.utterances} references have no words after normalisation: "
+                                  "no WER can be measured; check the data set's text column")
     observed = pooled.ci_high if gate_on == "upper" else pooled.delta
     ok = observed <= max_delta + 1e-9
     gated = "upper end of the interval" if gate_on == "upper" else "point delta"

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pytest_whisperq.results import CheckResult
 from pytest_whisperq.text import Normalizer
+
+if TYPE_CHECKING:
+    from pytest_whisperq.backends import Hypothesis
+    from pytest_whisperq.data import Utterance
 
 
 @dataclass(frozen=True)
@@ -81,10 +86,18 @@ def measure_wer(
     return WerReport(tuple(rows))
 
 
+def score(utterances: Sequence[Utterance], hypotheses: Sequence[Hypothesis], normalize: Normalizer) -> WerReport:
+    """The WER report of `hypotheses` (in the order of `utterances`) against the utterances' texts."""
+    if [h.id for h in hypotheses] != [u.id for u in utterances]:
+        raise ValueError("hypotheses are not in the order of the utterances")
+    return measure_wer([u.id for u in utterances], [u.subset for u in utterances], [u.text for u in utterances],
+                       [h.text for h in hypotheses], normalize)
+
+
 def check_wer_ceiling(report: WerReport, max_wer_percent: float, label: str) -> CheckResult:
     """The WER on `report` must not exceed an absolute ceiling (a sanity floor on quality)."""
     observed = round(report.wer_percent, 2)
-    ok = observed <= max_wer_percent
+    ok = observed <= max_wer_percent and report.words > 0
     evidence = [
         f"{u.id}: {u.errors} errors / {u.words} words | ref: {u.reference!r} | hyp: {u.hypothesis!r}"
         for u in report.worst(5) if u.errors
@@ -96,7 +109,8 @@ def check_wer_ceiling(report: WerReport, max_wer_percent: float, label: str) -> 
         limit=max_wer_percent,
         unit="%",
         detail=(
-            f"{report.errors} word errors in {report.words} reference words, {len(report.utterances)} utterances; "
+            ("the references have no words after normalisation: no WER can be measured; " if not report.words else "")
+            + f"{report.errors} word errors in {report.words} reference words, {len(report.utterances)} utterances; "
             "per subset: " + ", ".join(
                 f"{name} {sub.wer_percent:.2f}% ({sub.errors}/{sub.words})"
                 for name in report.subsets() for sub in [report.subset(name)]
