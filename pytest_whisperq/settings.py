@@ -170,12 +170,12 @@ OPTIONS: tuple[Option, ...] = (
          help="cache for converted models and results (default: $WHISPERQ_CACHE_DIR or ~/.cache/pytest-whisperq)"),
     _opt("data", _data_source, default=None, metavar="SOURCE",
          help="evaluation speech: a folder with metadata.tsv or hf:NAME?config=C&split=S&audio=COLUMN&text=COLUMN "
-                "(default: the shipped evaluation speech)"),
+              "(default: the shipped evaluation speech)"),
     _opt("data_limit", _positive_int, default=None, metavar="N",
          help="use only the first N evaluation utterances (default: all)"),
     _opt("calib_data", _data_source, default=None, metavar="SOURCE",
          help="calibration speech for quantizing: a folder with metadata.tsv or "
-                "hf:NAME?config=C&split=S&audio=COLUMN&text=COLUMN (default: the shipped calibration speech)"),
+              "hf:NAME?config=C&split=S&audio=COLUMN&text=COLUMN (default: the shipped calibration speech)"),
     _opt("calib_samples", _positive_int, default="32", metavar="N",
          help="calibration utterances for GPTQ (default: 32)"),
     _opt("batch_size", _positive_int, default="8", metavar="N", help="utterances per generate() call (default: 8)"),
