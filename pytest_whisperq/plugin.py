@@ -53,6 +53,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = WhisperqSession(settings)
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(SESSION_KEY, None)
+    if state is not None:
+        state.close()  # a server started for this run never outlives it
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     from pytest_whisperq.quantize import llmcompressor_available
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from pytest_whisperq.backends import Backend, Hypothesis
     from pytest_whisperq.checks.fidelity import LayerError, Tolerance
     from pytest_whisperq.checks.quant_config import Scheme
+    from pytest_whisperq.checks.throughput import Throughput
     from pytest_whisperq.checks.transcripts import WerReport
     from pytest_whisperq.data import Utterance
     from pytest_whisperq.models.resolve import ResolvedModel
@@ -38,6 +39,7 @@ class WhisperqSession:
         self.cache = Cache(settings.cache_dir)
         self.results: list[tuple[str, CheckResult]] = []
         self._memo: dict[Any, Any] = {}
+        self._backends: list[Backend] = []
         self.transcript_sources: dict[tuple[str, str], tuple[int, bool]] = {}  # (path, data) -> (count, reused)
 
     def _once(self, key: Any, build: Callable[[], T]) -> T:
@@ -94,11 +96,20 @@ class WhisperqSession:
         from pytest_whisperq.backends import load_backend
 
         resolved = self.resolved(role)
-        s = self.settings
-        return self._once(
-            ("backend", resolved.path),
-            lambda: load_backend(s.backend, resolved, s.device, s.dtype, s.batch_size, s.language),
-        )
+
+        def build() -> Backend:
+            backend = load_backend(resolved, self.settings, role, self.cache.root / "logs")
+            self._backends.append(backend)
+            return backend
+
+        # keyed by role too: with --whisperq-backend=openai the base and the model have their own endpoints
+        return self._once(("backend", resolved.path, role if self.settings.backend == "openai" else None), build)
+
+    def close(self) -> None:
+        """Release every backend (servers started here are stopped): called when pytest ends."""
+        backends, self._backends = self._backends, []
+        for backend in backends:
+            backend.close()
 
     # --- checkpoint format ----------------------------------------------------------------
     def tensors(self, role: str) -> CheckpointTensors:
@@ -154,7 +165,10 @@ class WhisperqSession:
         fingerprint = dataset_fingerprint(utterances)
 
         def build() -> list[Hypothesis]:
-            hypotheses, reused = cached_transcribe(self.cache, backend, utterances, fingerprint)
+            if not getattr(backend, "cacheable", False):
+                hypotheses, reused = backend.transcribe(utterances), False
+            else:
+                hypotheses, reused = cached_transcribe(self.cache, backend, utterances, fingerprint)
             self.transcript_sources[(str(backend.model.path), fingerprint)] = (len(utterances), reused)
             return hypotheses
 
@@ -172,6 +186,30 @@ class WhisperqSession:
 
         clips = silence_clips()
         return [(clip.id, h.text) for clip, h in zip(clips, self.transcribe(self.backend(role), clips))]
+
+    # --- throughput -----------------------------------------------------------------------
+    def throughput(self, role: str) -> Throughput:
+        """Time `--whisperq-requests` transcriptions after `--whisperq-warmup` discarded ones: always
+        measured afresh (never from the transcript cache), once a run per role."""
+        return self._once(("throughput", role), lambda: self._measure_throughput(role))
+
+    def _measure_throughput(self, role: str) -> Throughput:
+        import time
+
+        from pytest_whisperq.checks.throughput import Throughput
+
+        backend, data = self.backend(role), self.eval_data()
+        requests = [data[i % len(data)] for i in range(self.settings.requests)]
+        if self.settings.warmup:
+            backend.transcribe([data[i % len(data)] for i in range(self.settings.warmup)])
+        began = time.perf_counter()
+        hypotheses = backend.transcribe(requests)
+        wall = time.perf_counter() - began
+        return Throughput(
+            label=role, backend=backend.name, requests=len(requests), succeeded=len(hypotheses), wall_seconds=wall,
+            audio_seconds=sum(u.seconds for u in requests), output_tokens=sum(len(h.tokens) for h in hypotheses),
+            latencies=tuple(h.batch_seconds for h in hypotheses),
+        )
 
     # --- results ------------------------------------------------------------------------
     def record(self, nodeid: str, result: CheckResult) -> None:

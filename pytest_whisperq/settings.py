@@ -7,6 +7,7 @@ command-line options (where argparse turns it into a usage error) and ini keys a
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pytest_whisperq.dataspec import DataSpec, parse_data_spec
 from pytest_whisperq.errors import ConfigError
 from pytest_whisperq.models.spec import ModelSpec, parse_model_spec
 
-BACKENDS = ("transformers",)
+BACKENDS = ("transformers", "vllm", "vllm-server", "openai")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 DEFAULT_BASE = "whisper-base"
@@ -119,6 +120,36 @@ def _data_source(name: str) -> Callable[[str], DataSpec]:
     return parse
 
 
+def _executable(name: str) -> Callable[[str], Path]:
+    def parse(value: str) -> Path:
+        path = Path(value).expanduser()
+        if not path.is_file() or not os.access(path, os.X_OK):
+            raise ConfigError(f"{name}: {value} is not an executable file (the python of the vLLM environment, "
+                              "e.g. .venv-vllm/bin/python)")
+        return path.absolute()
+
+    return parse
+
+
+def _url(name: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        url = value.strip().rstrip("/")
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+            raise ConfigError(f"{name}: {value!r} is not an http(s) URL such as http://127.0.0.1:8000/v1")
+        return url
+
+    return parse
+
+
+def _text(name: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if not value.strip():
+            raise ConfigError(f"{name}: empty value")
+        return value.strip()
+
+    return parse
+
+
 def _flag(name: str) -> Callable[[str], bool]:
     def parse(value: str) -> bool:
         lowered = value.strip().lower()
@@ -161,7 +192,25 @@ OPTIONS: tuple[Option, ...] = (
     Option("base", parse_model_spec, DEFAULT_BASE, metavar="PATH_OR_ID",
            help=f"the base model it was made from (default: {DEFAULT_BASE}, built in)"),
     _opt("backend", _choice, BACKENDS, default="transformers", metavar="NAME",
-         help="inference backend: " + ", ".join(BACKENDS) + " (default: transformers)"),
+         help="inference backend: transformers (in this process), vllm (vLLM's offline LLM API in this process), "
+              "vllm-server (a vLLM OpenAI-compatible server "
+              "started from --whisperq-vllm-python), openai (endpoints you run: --whisperq-server-url and "
+              "--whisperq-base-server-url) (default: transformers)"),
+    _opt("vllm_python", _executable, default=None, metavar="PATH",
+         help="python of the environment vLLM is installed in, for --whisperq-backend=vllm-server "
+              "(default: $WHISPERQ_VLLM_PYTHON, else this interpreter)"),
+    _opt("server_url", _url, default=None, metavar="URL",
+         help="--whisperq-backend=openai: base URL of the endpoint serving the model under test, e.g. http://host:8000/v1"),
+    _opt("base_server_url", _url, default=None, metavar="URL",
+         help="--whisperq-backend=openai: base URL of the endpoint serving the base model"),
+    _opt("served_model_name", _text, default=None, metavar="NAME",
+         help="--whisperq-backend=openai: the model name the endpoints expect (default: ask GET /models)"),
+    _opt("concurrency", _positive_int, default="8", metavar="N",
+         help="server backends: requests in flight at once (default: 8)"),
+    _opt("startup_timeout", _number, 1.0, default="900", metavar="SECONDS",
+         help="server backends: how long a started server may take to become healthy (default: 900)"),
+    _opt("request_timeout", _number, 1.0, default="300", metavar="SECONDS",
+         help="server backends: how long one transcription request may take (default: 300)"),
     _opt("device", _choice, DEVICES, default="auto", metavar="DEVICE",
          help="auto (CUDA when available), cpu or cuda (default: auto)"),
     _opt("dtype", _choice, DTYPES, default="auto", metavar="DTYPE",
@@ -199,6 +248,18 @@ OPTIONS: tuple[Option, ...] = (
          help="sanity: a phrase repeated N times in a row (more than in the reference) is a loop (default: 3)"),
     _opt("max_silence_words", _positive_int, 0, default="0", metavar="N",
          help="sanity: words allowed on audio without speech where the base says fewer (default: 0)"),
+    _opt("requests", _positive_int, default="32", metavar="N",
+         help="throughput: transcription requests per measurement, the evaluation utterances cycled (default: 32)"),
+    _opt("warmup", _positive_int, 0, default="2", metavar="N",
+         help="throughput: requests sent and discarded before measuring (default: 2)"),
+    _opt("min_rps", _number, 0.0, default=None, metavar="N",
+         help="throughput floor: requests per second of the model under test (default: none)"),
+    _opt("min_rtfx", _number, 0.0, default=None, metavar="N",
+         help="throughput floor: RTFx, audio seconds per wall second (default: none)"),
+    _opt("min_tokens_per_second", _number, 0.0, default=None, metavar="N",
+         help="throughput floor: output tokens per second (default: none)"),
+    _opt("min_throughput_ratio", _number, 0.0, default="0.8", metavar="RATIO",
+         help="throughput floor relative to the base measured in the same run: model RTFx / base RTFx (default: 0.8)"),
     _opt("group_size", _positive_int, default="128", metavar="N",
          help="the INT4 weights' expected group size (default: 128, as W4A16 is published)"),
     _opt("max_layer_error", _number, 0.0, default="0.6", metavar="RATIO",
@@ -215,6 +276,13 @@ class Settings:
     model: ModelSpec | None
     base: ModelSpec
     backend: str
+    vllm_python: Path | None
+    server_url: str | None
+    base_server_url: str | None
+    served_model_name: str | None
+    concurrency: int
+    startup_timeout: float
+    request_timeout: float
     device: str
     dtype: str
     cache_dir: Path
@@ -233,6 +301,12 @@ class Settings:
     max_base_disagreement: float
     max_repeats: int
     max_silence_words: int
+    requests: int
+    warmup: int
+    min_rps: float | None
+    min_rtfx: float | None
+    min_tokens_per_second: float | None
+    min_throughput_ratio: float
     group_size: int
     max_layer_error: float
     layer_error_factor: float

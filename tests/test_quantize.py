@@ -151,7 +151,7 @@ def test_whisper_tiny_en_quantizes_reproducibly(whisper_tiny_en_dir, tiny_en_w4a
 
 @pytest.mark.slow
 def test_whisper_base_w4a16_has_the_card_format_and_transcribes(whisper_base_dir, whisper_base_w4a16, evaluation, openai_assets):
-    from pytest_whisperq.backends import load_backend
+    from pytest_whisperq.backends.transformers_backend import TransformersBackend
     from pytest_whisperq.checks.transcripts import measure_wer
     from pytest_whisperq.models.resolve import ResolvedModel
     from pytest_whisperq.models.spec import parse_model_spec
@@ -164,7 +164,7 @@ def test_whisper_base_w4a16_has_the_card_format_and_transcribes(whisper_base_dir
     assert_w4a16(checkpoint, expected_linears=96)
     format_results = format_checks(CheckpointTensors.open(checkpoint), CheckpointTensors.open(whisper_base_dir))
     assert all(r.ok for r in format_results), [r.describe() for r in format_results if not r.ok]
-    backend = load_backend("transformers", ResolvedModel(parse_model_spec(str(checkpoint)), checkpoint), "cpu", "float32", 8)
+    backend = TransformersBackend(ResolvedModel(parse_model_spec(str(checkpoint)), checkpoint), "cpu", "float32", 8)
     read = [u for u in evaluation if u.subset in ("read_librivox", "read_clean")]
     hypotheses = backend.transcribe(read)
     report = measure_wer([u.id for u in read], [u.subset for u in read], [u.text for u in read],

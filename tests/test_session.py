@@ -18,6 +18,7 @@ from pytest_whisperq.settings import build_settings
 
 class CountingBackend:
     name = "fake"
+    cacheable = True
     device = "cpu"
     dtype = "float32"
 

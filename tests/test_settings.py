@@ -48,10 +48,12 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_option_table_names_flags_and_ini_keys() -> None:
     assert [o.name for o in OPTIONS] == [
-        "model", "base", "backend", "device", "dtype", "cache_dir", "data", "data_limit", "calib_data",
-        "calib_samples", "batch_size", "max_wer", "max_wer_delta", "wer_delta_gate", "confidence",
+        "model", "base", "backend", "vllm_python", "server_url", "base_server_url", "served_model_name",
+        "concurrency", "startup_timeout", "request_timeout", "device", "dtype", "cache_dir", "data", "data_limit",
+        "calib_data", "calib_samples", "batch_size", "max_wer", "max_wer_delta", "wer_delta_gate", "confidence",
         "bootstrap_samples", "language", "max_sample_wer", "max_base_disagreement", "max_repeats",
-        "max_silence_words", "group_size", "max_layer_error", "layer_error_factor", "allow_pickle",
+        "max_silence_words", "requests", "warmup", "min_rps", "min_rtfx", "min_tokens_per_second",
+        "min_throughput_ratio", "group_size", "max_layer_error", "layer_error_factor", "allow_pickle",
     ]
     assert BY_NAME["cache_dir"].flag == "--whisperq-cache-dir"
     assert BY_NAME["cache_dir"].ini == "whisperq_cache_dir"
@@ -201,6 +203,15 @@ def test_data_folder_is_resolved_and_a_hub_data_set_is_parsed() -> None:
     ("max_repeats", "1", "at least 2"),
     ("max_silence_words", "-1", "at least 0"),
     ("data_limit", "0", "at least 1"),
+    ("server_url", "localhost:8000", "not an http(s) URL"),
+    ("vllm_python", "/no/such/python", "not an executable file"),
+    ("served_model_name", "  ", "empty value"),
+    ("concurrency", "0", "at least 1"),
+    ("startup_timeout", "0.5", "at least 1"),
+    ("requests", "0", "at least 1"),
+    ("warmup", "-1", "at least 0"),
+    ("min_rps", "-1", "at least 0"),
+    ("min_throughput_ratio", "fast", "not a number"),
 ])
 def test_accuracy_and_sanity_options_reject_bad_values(name: str, raw: str, fragment: str) -> None:
     flag = "--whisperq-" + name.replace("_", "-")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pytest_whisperq.audio import TARGET_RATE, load_audio
-from pytest_whisperq.backends import load_backend
+from pytest_whisperq.backends.transformers_backend import TransformersBackend
 from pytest_whisperq.checks.transcripts import measure_wer
 from pytest_whisperq.data import Utterance, load_local_dataset
 from pytest_whisperq.errors import AudioError
@@ -22,7 +22,7 @@ READ_SUBSETS = ("read_librivox", "read_clean")
 
 
 def backend_for(path: Path, name: str, batch_size: int = 8):
-    return load_backend("transformers", ResolvedModel(parse_model_spec(name), path), "cpu", "float32", batch_size)
+    return TransformersBackend(ResolvedModel(parse_model_spec(name), path), "cpu", "float32", batch_size)
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pytest_whisperq.errors import ConfigError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pytest_whisperq.data import Utterance
     from pytest_whisperq.models.resolve import ResolvedModel
+    from pytest_whisperq.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -34,11 +37,34 @@ class Backend(Protocol):
         """Everything besides the checkpoint and the audio that decides the transcripts."""
         ...
 
+    def close(self) -> None:
+        """Release what the backend holds (a server it started is stopped)."""
+        ...
 
-def load_backend(name: str, model: ResolvedModel, device: str, dtype: str, batch_size: int,
-                 language: str = "en") -> Backend:
-    if name == "transformers":
+
+def load_backend(model: ResolvedModel, settings: Settings, role: str, log_dir: Path) -> Backend:
+    """The configured backend for `model` (`role` is "model" or "base": it picks the endpoint URL)."""
+    if settings.backend == "transformers":
         from pytest_whisperq.backends.transformers_backend import TransformersBackend
 
-        return TransformersBackend(model, device=device, dtype=dtype, batch_size=batch_size, language=language)
-    raise ConfigError(f"unknown backend {name!r}")
+        return TransformersBackend(model, device=settings.device, dtype=settings.dtype,
+                                   batch_size=settings.batch_size, language=settings.language)
+    if settings.backend == "vllm":
+        from pytest_whisperq.backends.vllm_offline import VllmBackend
+
+        return VllmBackend(model, dtype=settings.dtype, language=settings.language)
+    if settings.backend == "vllm-server":
+        from pytest_whisperq.backends.vllm_server import start_vllm_server
+
+        return start_vllm_server(model, settings, log_dir)
+    if settings.backend == "openai":
+        from pytest_whisperq.backends.openai_server import OpenAIServerBackend, served_model
+
+        url = settings.server_url if role == "model" else settings.base_server_url
+        if url is None:
+            flag = "--whisperq-server-url" if role == "model" else "--whisperq-base-server-url"
+            raise ConfigError(f"--whisperq-backend=openai needs {flag}: the endpoint serving the {role}")
+        return OpenAIServerBackend(model, url, settings.served_model_name or served_model(url),
+                                   language=settings.language, concurrency=settings.concurrency,
+                                   request_timeout=settings.request_timeout)
+    raise ConfigError(f"unknown backend {settings.backend!r}")

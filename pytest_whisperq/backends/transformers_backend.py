@@ -40,6 +40,7 @@ def quantization_method(config: dict[str, Any]) -> str | None:
 
 class TransformersBackend:
     name = "transformers"
+    cacheable = True
 
     def __init__(self, model: ResolvedModel, device: str = "auto", dtype: str = "auto", batch_size: int = 8,
                  language: str = "en") -> None:
@@ -83,6 +84,9 @@ class TransformersBackend:
         if self.multilingual:  # English-only models reject language/task arguments
             kwargs.update(language=self.language, task="transcribe")
         return kwargs
+
+    def close(self) -> None:
+        pass  # nothing outside this process
 
     def identity(self) -> dict[str, Any]:
         import torch

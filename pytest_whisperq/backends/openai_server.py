@@ -1,0 +1,130 @@
+"""Transcription through an OpenAI-compatible `/v1/audio/transcriptions` endpoint: a vLLM server
+this plugin starts (`vllm-server`), or one the user already runs (`openai`, by URL).
+
+Requests go out concurrently (the model card's method sends them all at once); each one's latency is
+kept. Transport errors (connection refused or reset, timeouts) are retried a bounded number of
+times; an HTTP error answer is never retried: it is the server's verdict and fails the run.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from pytest_whisperq.audio import TARGET_RATE, check_duration
+from pytest_whisperq.backends import Hypothesis
+from pytest_whisperq.backends.server import ServerProcess
+from pytest_whisperq.errors import BackendError
+
+if TYPE_CHECKING:
+    from pytest_whisperq.data import Utterance
+    from pytest_whisperq.models.resolve import ResolvedModel
+
+
+def served_model(url: str) -> str:
+    """The one model an endpoint serves (GET /models), for when the user did not name it."""
+    import httpx
+
+    try:
+        listing = httpx.get(f"{url}/models", timeout=10).json()
+        names = [entry["id"] for entry in listing["data"]]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
+        raise BackendError(f"{url}/models did not list the served models ({error}); is the server up? "
+                           "Or name the model with --whisperq-served-model-name") from None
+    if len(names) != 1:
+        raise BackendError(f"{url} serves {names or 'no models'}; name one with --whisperq-served-model-name")
+    return names[0]
+
+
+def wav_bytes(samples: Any) -> bytes:
+    """16 kHz mono 16-bit PCM WAV, what the endpoint is sent."""
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, TARGET_RATE, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+class OpenAIServerBackend:
+    name = "openai"
+    # An endpoint someone else runs may serve anything under any name: never reuse its transcripts.
+    cacheable = False
+
+    def __init__(self, model: ResolvedModel, url: str, served_name: str, language: str = "en",
+                 concurrency: int = 8, request_timeout: float = 120.0, retries: int = 2,
+                 server: ServerProcess | None = None, dtype: str = "auto") -> None:
+        self.model = model
+        self.url = url.rstrip("/")
+        self.served_name = served_name
+        self.language = language
+        self.concurrency = concurrency
+        self.request_timeout = request_timeout
+        self.retries = retries
+        self.server = server
+        self.device = "server"
+        self.dtype = dtype
+        self._tokenizer: Any = None
+        self.engine_version = "unknown"
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": self.name, "served": self.served_name, "language": self.language, "dtype": self.dtype,
+                "temperature": 0.0}
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+    # --- requests -------------------------------------------------------------------------
+    def _post(self, client: Any, utterance: Utterance) -> tuple[str, float]:
+        import httpx
+
+        files = {"file": (f"{utterance.id}.wav", wav_bytes(utterance.audio), "audio/wav")}
+        data = {"model": self.served_name, "language": self.language, "temperature": "0", "response_format": "json"}
+        for attempt in range(self.retries + 1):
+            if self.server is not None:
+                self.server.check_alive()
+            began = time.perf_counter()
+            try:
+                response = client.post(f"{self.url}/audio/transcriptions", files=files, data=data)
+            except httpx.TransportError as error:  # connection refused/reset, timeout: the request never got an answer
+                if attempt == self.retries:
+                    if self.server is not None:
+                        self.server.check_alive()
+                    raise BackendError(f"{utterance.id}: no answer from {self.url} after {self.retries + 1} attempts "
+                                       f"({type(error).__name__}: {error})") from None
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            latency = time.perf_counter() - began
+            if response.status_code != 200:
+                cause = ""
+                if self.server is not None and response.status_code >= 500:
+                    cause = "\nthe server's log says:\n" + self.server.errors()
+                raise BackendError(f"{utterance.id}: {self.url} answered HTTP {response.status_code}: "
+                                   f"{response.text[:500]}{cause}")
+            try:
+                return str(response.json()["text"]).strip(), latency
+            except (ValueError, KeyError, TypeError):
+                raise BackendError(f"{utterance.id}: {self.url} answered without a transcript: {response.text[:500]}") from None
+        raise AssertionError("unreachable")
+
+    def transcribe(self, utterances: Sequence[Utterance]) -> list[Hypothesis]:
+        import httpx
+
+        for utterance in utterances:
+            check_duration(utterance.audio, utterance.id)
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        with httpx.Client(timeout=self.request_timeout, limits=limits) as client, \
+                ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            answers = list(pool.map(lambda u: self._post(client, u), utterances))
+        return [Hypothesis(u.id, text, self._tokens(text), latency, 1) for u, (text, latency) in zip(utterances, answers)]
+
+    def _tokens(self, text: str) -> tuple[int, ...]:
+        """Output tokens, counted with the checkpoint's own tokenizer (the endpoint returns text only)."""
+        if self._tokenizer is None:
+            from tokenizers import Tokenizer
+
+            self._tokenizer = Tokenizer.from_file(str(self.model.path / "tokenizer.json"))
+        return tuple(self._tokenizer.encode(" " + text, add_special_tokens=False).ids) if text else ()

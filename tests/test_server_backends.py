@@ -1,0 +1,95 @@
+"""The server backends as a user runs them: pytest with --whisperq-backend=vllm-server (a stand-in
+`vllm` package here; the real one in tests/test_vllm.py) or =openai with an endpoint URL."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests_support import gone
+
+pytest_plugins = ["pytester"]
+FAKE = Path(__file__).with_name("fake_openai_server.py")
+
+TEST_FILE = """
+from pytest_whisperq.data import silence_clips
+
+def test_transcribes(whisperq_model, whisperq_transcribe):
+    hypotheses = whisperq_transcribe(whisperq_model, silence_clips())
+    assert [h.text for h in hypotheses] == ["hello world", "hello world"]
+    assert whisperq_model.name == "{backend}"
+"""
+
+
+@pytest.fixture
+def fake_vllm_python(tmp_path: Path) -> Path:
+    """An executable that runs this Python with a `vllm` package whose server module is the fake server."""
+    package = tmp_path / "fake-vllm" / "vllm" / "entrypoints" / "openai"
+    package.mkdir(parents=True)
+    for folder in (package, package.parent, package.parent.parent):
+        (folder / "__init__.py").write_text("")
+    (package / "api_server.py").write_text(FAKE.read_text())
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{tmp_path / "fake-vllm"}" exec "{sys.executable}" "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def run(pytester: pytest.Pytester, cache: Path, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("--whisperq-model=whisper-tiny.en", "--whisperq-base=whisper-tiny.en",
+                                         f"--whisperq-cache-dir={cache}", "-p", "no:cacheprovider", *args)
+
+
+def test_vllm_server_backend_starts_serves_and_stops_with_the_session(pytester, fake_vllm_python, whisper_tiny_en_dir,
+                                                                      tmp_path, monkeypatch):
+    pidfile = tmp_path / "pids"
+    monkeypatch.setenv("FAKE_SERVER_PIDFILE", str(pidfile))
+    pytester.makepyfile(TEST_FILE.format(backend="vllm-server"))
+    result = run(pytester, whisper_tiny_en_dir.parents[1], "--whisperq-backend=vllm-server",
+                 f"--whisperq-vllm-python={fake_vllm_python}")
+    result.assert_outcomes(passed=1)
+    [pid] = [int(line) for line in pidfile.read_text().split()]
+    assert gone(pid), "the server outlived the pytest session"
+
+
+def test_a_vllm_server_that_cannot_start_fails_the_tests_with_its_log(pytester, fake_vllm_python, whisper_tiny_en_dir,
+                                                                      monkeypatch):
+    monkeypatch.setenv("FAKE_SERVER_MODE", "exit")
+    pytester.makepyfile(TEST_FILE.format(backend="vllm-server"))
+    result = run(pytester, whisper_tiny_en_dir.parents[1], "--whisperq-backend=vllm-server",
+                 f"--whisperq-vllm-python={fake_vllm_python}")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*BackendError: vLLM server for whisper-tiny.en * exited with status 3 before it was ready*",
+                                 "*cannot load the model: no such file*"])
+
+
+def test_a_python_without_vllm_is_named_in_the_error(pytester, whisper_tiny_en_dir):
+    pytester.makepyfile(TEST_FILE.format(backend="vllm-server"))
+    result = run(pytester, whisper_tiny_en_dir.parents[1], "--whisperq-backend=vllm-server",
+                 f"--whisperq-vllm-python={sys.executable}", "--whisperq-startup-timeout=60")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*is vllm installed there? see --whisperq-vllm-python*", "*No module named*vllm*"])
+
+
+def test_openai_backend_uses_the_given_endpoints(pytester, whisper_tiny_en_dir, tmp_path):
+    from pytest_whisperq.backends.server import LOOPBACK, ServerProcess, free_port
+
+    port = free_port()
+    server = ServerProcess("endpoint", [sys.executable, str(FAKE), str(port), "ok"], f"http://{LOOPBACK}:{port}/health",
+                           tmp_path / "endpoint.log")
+    server.start()
+    try:
+        url = f"http://{LOOPBACK}:{port}/v1"
+        pytester.makepyfile(TEST_FILE.format(backend="openai"))
+        result = run(pytester, whisper_tiny_en_dir.parents[1], "--whisperq-backend=openai",
+                     f"--whisperq-server-url={url}", f"--whisperq-base-server-url={url}")
+        result.assert_outcomes(passed=1)
+        missing = run(pytester, whisper_tiny_en_dir.parents[1], "--whisperq-backend=openai")
+        missing.assert_outcomes(errors=1)
+        missing.stdout.fnmatch_lines(["*--whisperq-backend=openai needs --whisperq-server-url*"])
+    finally:
+        server.stop()
+    assert os.path.exists(server.log_path)
