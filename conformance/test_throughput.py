@@ -3,7 +3,7 @@ measured with pytest-benchmark for base and model in the same run; floors absolu
 
 import pytest
 
-from pytest_whisperq.checks.throughput import check_floor, check_ratio
+from pytest_whisperq.checks.throughput import check_floor, check_measured, check_ratio
 from pytest_whisperq.errors import WhisperqError
 
 
@@ -18,8 +18,7 @@ def _measure(benchmark, whisperq_session, role):
 
 def test_base_throughput(benchmark, whisperq_session, whisperq_base, whisperq_check):
     """The base's figures, the reference the relative floor is taken against."""
-    result = _measure(benchmark, whisperq_session, "base")
-    whisperq_check(check_floor(result, "requests_per_second", None))
+    whisperq_check(check_measured(_measure(benchmark, whisperq_session, "base")))
 
 
 def test_model_throughput_floor(benchmark, whisperq_session, whisperq_model, whisperq_base, whisperq_settings,
@@ -27,6 +26,7 @@ def test_model_throughput_floor(benchmark, whisperq_session, whisperq_model, whi
     s = whisperq_settings
     result = _measure(benchmark, whisperq_session, "model")
     whisperq_check(
+        check_measured(result),
         check_floor(result, "requests_per_second", s.min_rps),
         check_floor(result, "rtfx", s.min_rtfx),
         check_floor(result, "tokens_per_second", s.min_tokens_per_second),

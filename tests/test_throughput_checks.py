@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pytest_whisperq.checks.throughput import Throughput, check_floor, check_ratio, percentile
+from pytest_whisperq.checks.throughput import Throughput, check_floor, check_measured, check_ratio, percentile
 
 
 def run(label: str, wall: float, latencies: list[float], tokens: int = 200, audio: float = 40.0) -> Throughput:
@@ -41,3 +41,10 @@ def test_the_relative_floor_compares_with_the_base_of_the_same_run():
     assert result.detail == "model 5.000 / base 10.000"
     assert result.evidence[0].startswith("model (fake): 4/4 requests in 8.00 s")
     assert check_ratio(base, base, 0.8).ok
+
+
+def test_a_measurement_with_failed_requests_fails():
+    complete = run("base", 4.0, [1.0] * 4)
+    assert check_measured(complete).ok and check_measured(complete).observed == 1.0
+    partial = Throughput("model", "fake", 4, 3, 4.0, 40.0, 200, (1.0, 1.0, 1.0))
+    assert not check_measured(partial).ok

@@ -75,6 +75,17 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+def check_measured(result: Throughput) -> CheckResult:
+    """The measurement itself: every request answered. Its figures are the result's detail."""
+    return CheckResult(
+        name=f"throughput[{result.label}]",
+        ok=result.succeeded == result.requests and result.wall_seconds > 0,
+        observed=round(result.requests_per_second, 3),
+        unit=" req/s",
+        detail=result.summary(),
+    )
+
+
 def check_floor(result: Throughput, metric: str, minimum: float | None) -> CheckResult:
     """An absolute floor on one figure (`requests_per_second`, `rtfx`, `tokens_per_second`)."""
     observed = getattr(result, metric)
