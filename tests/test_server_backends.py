@@ -93,3 +93,17 @@ def test_openai_backend_uses_the_given_endpoints(pytester, whisper_tiny_en_dir, 
     finally:
         server.stop()
     assert os.path.exists(server.log_path)
+
+
+def test_the_in_process_vllm_backend_without_vllm_says_what_to_do(whisper_tiny_en_dir):
+    import importlib.util
+
+    from pytest_whisperq.backends.vllm_offline import VllmBackend
+    from pytest_whisperq.errors import BackendError
+    from pytest_whisperq.models.resolve import ResolvedModel
+    from pytest_whisperq.models.spec import parse_model_spec
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here: the error path cannot be shown")  # never the case in .ci/run
+    with pytest.raises(BackendError, match=r"needs vLLM in this Python environment.*--whisperq-backend=vllm-server"):
+        VllmBackend(ResolvedModel(parse_model_spec("whisper-tiny.en"), whisper_tiny_en_dir))
