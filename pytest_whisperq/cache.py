@@ -14,6 +14,8 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable
+from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,40 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@lru_cache(maxsize=256)
+def _sha256_of_state(path: Path, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
+    """Hashed once a process per file state: any rewrite changes size, times or inode."""
+    return sha256_file(path)
+
+
+DEFINING_SUFFIXES = (".safetensors", ".json", ".txt")  # weights, config, tokenizer, processor
+
+
+def checkpoint_fingerprint(model_dir: Path, suffixes: tuple[str, ...] = DEFINING_SUFFIXES) -> str:
+    """sha256 over the files that define a checkpoint (our own `whisperq-*` notes and hidden files
+    excluded); a hub snapshot's symlinks are followed."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in Path(model_dir).iterdir() if p.is_file() and p.suffix in suffixes)
+    for path in files:
+        if path.name.startswith("whisperq-") or path.name.startswith("."):
+            continue
+        stat = path.stat()
+        file_hash = _sha256_of_state(path.resolve(), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+        digest.update(path.name.encode() + b"\0" + file_hash.encode())
+    return digest.hexdigest()
+
+
+def package_versions(names: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of `names` ("missing" where absent): part of every cache key."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "missing"
+    return versions
 
 
 class Cache:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pytest_whisperq.backends import Backend, Hypothesis
     from pytest_whisperq.checks.fidelity import LayerError, Tolerance
     from pytest_whisperq.checks.quant_config import Scheme
+    from pytest_whisperq.checks.throughput import Throughput
     from pytest_whisperq.checks.transcripts import WerReport
     from pytest_whisperq.data import Utterance
     from pytest_whisperq.models.resolve import ResolvedModel
@@ -234,6 +235,18 @@ def whisperq_base_silence(whisperq_session: WhisperqSession, whisperq_base: Back
     """`[(clip, transcript)]`: what the base says on the same clips."""
     with _as_test_failure():
         return whisperq_session.silence_transcripts("base")
+
+
+@pytest.fixture(scope="session")
+def whisperq_throughput(whisperq_session: WhisperqSession) -> Callable[[str], Throughput]:
+    """`whisperq_throughput(role)`: the role's throughput figures ("model" or "base"), measured once a
+    run and never from a cache."""
+
+    def measure(role: str) -> Throughput:
+        with _as_test_failure():
+            return whisperq_session.throughput(role)
+
+    return measure
 
 
 @pytest.fixture

@@ -21,12 +21,11 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_whisperq.cache import Cache, sha256_file
+from pytest_whisperq.cache import Cache, checkpoint_fingerprint, package_versions
 from pytest_whisperq.errors import QuantizeError
 
 if TYPE_CHECKING:
@@ -60,24 +59,7 @@ def require_llmcompressor() -> None:
 
 
 def library_versions() -> dict[str, str]:
-    versions = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "missing"
-    return versions
-
-
-def checkpoint_fingerprint(model_dir: Path) -> str:
-    """sha256 over the files that define a checkpoint: weights, config, tokenizer, processor."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in model_dir.iterdir() if p.is_file() and (p.suffix in (".safetensors", ".json", ".txt")))
-    for path in files:
-        if path.name.startswith("whisperq-") or path.name.startswith("."):
-            continue
-        digest.update(path.name.encode() + b"\0" + sha256_file(path).encode())
-    return digest.hexdigest()
+    return package_versions(LIBRARIES)
 
 
 def _words(text: str) -> str:

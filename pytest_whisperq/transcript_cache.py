@@ -1,9 +1,9 @@
 """Transcripts cached by content, so gating a second checkpoint does not transcribe the base again.
 
-The key is everything that decides a transcript: the sha256 of every file in the checkpoint
-(weights, config, tokenizer), the evaluation data's content hash, the backend's decoding settings
-(device, dtype, batch size, language, greedy) and the versions of the libraries that run it. Change
-any of these and the entry is simply another one; nothing is reused that could differ.
+The key is everything that decides a transcript: the checkpoint's content hash (weights, config,
+tokenizer: `cache.checkpoint_fingerprint`, as for the quantize cache), the evaluation data's content
+hash, the backend's decoding settings (device, dtype, batch size, language, greedy) and the versions
+of the libraries that run it. Change any of these and the entry is simply another one.
 """
 
 from __future__ import annotations
@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict
-from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_whisperq.backends import Hypothesis
-from pytest_whisperq.cache import MANIFEST_NAME, Cache, is_complete, sha256_file
+from pytest_whisperq.cache import DEFINING_SUFFIXES, Cache, checkpoint_fingerprint, is_complete, package_versions
 from pytest_whisperq.errors import CacheError
+from pytest_whisperq.models.tensors import PICKLE_SUFFIXES
 
 if TYPE_CHECKING:
     from pytest_whisperq.backends import Backend
@@ -31,40 +30,14 @@ SCHEMA = 1
 LIBRARIES = ("pytest-whisperq", "torch", "transformers", "compressed-tensors", "tokenizers", "numpy")
 
 
-def library_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def checkpoint_fingerprint(directory: Path) -> dict[str, str]:
-    """sha256 of each regular file at the checkpoint's top level (hub snapshots are symlinks: followed)."""
-    files = sorted(p for p in Path(directory).iterdir() if p.is_file() and p.name != MANIFEST_NAME
-                   and not p.name.startswith("."))
-    hashes = {}
-    for p in files:
-        stat = p.stat()
-        hashes[p.name] = _sha256_cached(p.resolve(), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
-    return hashes
-
-
-@lru_cache(maxsize=256)
-def _sha256_cached(path: Path, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
-    """Hashed once a process per file state: any rewrite changes size, times or inode."""
-    return sha256_file(path)
-
-
 def transcript_inputs(backend: Backend, data_fingerprint: str) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
-        "checkpoint": checkpoint_fingerprint(backend.model.path),
+        # pickled weights too: a checkpoint loaded with --whisperq-allow-pickle is defined by them
+        "checkpoint": checkpoint_fingerprint(backend.model.path, DEFINING_SUFFIXES + PICKLE_SUFFIXES),
         "data": data_fingerprint,
         "decoding": backend.identity(),
-        "versions": library_versions(),
+        "versions": package_versions(LIBRARIES),
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pytest_whisperq.checks.throughput import Throughput, check_floor, check_measured, check_ratio, percentile
+from pytest_whisperq.checks.throughput import Throughput, check_floor, check_floors, check_measured, check_ratio, percentile
 
 
 def run(label: str, wall: float, latencies: list[float], tokens: int = 200, audio: float = 40.0) -> Throughput:
@@ -48,3 +48,10 @@ def test_a_measurement_with_failed_requests_fails():
     assert check_measured(complete).ok and check_measured(complete).observed == 1.0
     partial = Throughput("model", "fake", 4, 3, 4.0, 40.0, 200, (1.0, 1.0, 1.0))
     assert not check_measured(partial).ok
+
+
+def test_only_the_floors_the_user_set_are_checks():
+    result = run("model", 10.0, [2.0] * 5)
+    checks = check_floors(result, {"requests_per_second": None, "rtfx": 4.1, "tokens_per_second": None})
+    assert [(c.name, c.ok) for c in checks] == [("min_rtfx[model]", False)]
+    assert check_floors(result, {"requests_per_second": None}) == []

@@ -30,6 +30,7 @@ class Backend(Protocol):
     model: ResolvedModel
     device: str
     dtype: str
+    cacheable: bool  # may its transcripts be reused across runs (keyed by checkpoint content)?
 
     def transcribe(self, utterances: Sequence[Utterance]) -> list[Hypothesis]: ...
 

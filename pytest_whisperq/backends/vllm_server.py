@@ -46,7 +46,7 @@ def start_vllm_server(model: ResolvedModel, settings: Settings, log_dir: Path) -
 
     python = vllm_python(settings)
     port = free_port()
-    dtype = "auto" if settings.dtype == "auto" else settings.dtype  # auto: the checkpoint's own dtype
+    dtype = settings.dtype  # vLLM's "auto" is the checkpoint's own dtype
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
     server = ServerProcess(
         f"vLLM server for {model.label} (python {python}; is vllm installed there? see --whisperq-vllm-python)",

@@ -86,16 +86,21 @@ def check_measured(result: Throughput) -> CheckResult:
     )
 
 
-def check_floor(result: Throughput, metric: str, minimum: float | None) -> CheckResult:
+def check_floor(result: Throughput, metric: str, minimum: float) -> CheckResult:
     """An absolute floor on one figure (`requests_per_second`, `rtfx`, `tokens_per_second`)."""
     observed = getattr(result, metric)
     return CheckResult(
         name=f"min_{metric}[{result.label}]",
-        ok=minimum is None or observed >= minimum,
+        ok=observed >= minimum,
         observed=round(observed, 3),
         limit=minimum,
-        detail=result.summary() if minimum is not None else "no floor set: " + result.summary(),
+        detail=result.summary(),
     )
+
+
+def check_floors(result: Throughput, floors: dict[str, float | None]) -> list[CheckResult]:
+    """The floors the user set (`{metric: minimum or None}`); unset ones are not checks at all."""
+    return [check_floor(result, metric, minimum) for metric, minimum in floors.items() if minimum is not None]
 
 
 def check_ratio(model: Throughput, base: Throughput, min_ratio: float, metric: str = "rtfx") -> CheckResult:
