@@ -249,6 +249,21 @@ def whisperq_throughput(whisperq_session: WhisperqSession) -> Callable[[str], Th
     return measure
 
 
+@pytest.fixture(scope="session")
+def whisperq_agreement_transcripts(
+    whisperq_session: WhisperqSession, whisperq_model_ref: ResolvedModel,
+) -> tuple[str, list[Hypothesis], list[Hypothesis]]:
+    """`(reference_backend, its transcripts, the main backend's)`: the model under test's transcripts of
+    the evaluation data from two backends. Skips, saying why, when the run has only one backend."""
+    name = whisperq_session.agreement_backend()
+    if name is None:
+        pytest.skip(f"cross-backend agreement needs a second backend: this run uses only "
+                    f"{whisperq_session.settings.backend} (set --whisperq-agreement-backend=NAME)")
+    with _as_test_failure():
+        reference, main = whisperq_session.agreement_transcripts()
+    return name, reference, main
+
+
 @pytest.fixture
 def whisperq_check(request: pytest.FixtureRequest, whisperq_session: WhisperqSession) -> Callable[..., object]:
     """`whisperq_check(*results)`: record the checks' results and fail the test if any did not pass

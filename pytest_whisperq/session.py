@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pytest_whisperq.cache import Cache
+from pytest_whisperq.errors import ConfigError
 from pytest_whisperq.results import CheckResult
 from pytest_whisperq.settings import Settings
 
@@ -92,18 +93,30 @@ class WhisperqSession:
         limit = self.settings.calib_samples
         return self._once(("calibration", spec, limit), lambda: load_data(spec, limit=limit, subset="calibration"))
 
-    def backend(self, role: str) -> Backend:
+    def backend(self, role: str, name: str | None = None) -> Backend:
+        """The role's checkpoint loaded on backend `name` (default: --whisperq-backend)."""
+        from dataclasses import replace
+
         from pytest_whisperq.backends import load_backend
 
         resolved = self.resolved(role)
+        name = name or self.settings.backend
+        settings = replace(self.settings, backend=name)
 
         def build() -> Backend:
-            backend = load_backend(resolved, self.settings, role, self.cache.root / "logs")
+            backend = load_backend(resolved, settings, role, self.cache.root / "logs")
             self._backends.append(backend)
             return backend
 
         # keyed by role too: with --whisperq-backend=openai the base and the model have their own endpoints
-        return self._once(("backend", resolved.path, role if self.settings.backend == "openai" else None), build)
+        return self._once(("backend", name, resolved.path, role if name == "openai" else None), build)
+
+    def agreement_backend(self) -> str | None:
+        """The second backend the model's transcripts are compared with, if this run has one."""
+        chosen, main = self.settings.agreement_backend, self.settings.backend
+        if chosen == "auto":
+            return "transformers" if main != "transformers" else None
+        return None if chosen in ("none", main) else chosen
 
     def close(self) -> None:
         """Release every backend (servers started here are stopped): called when pytest ends."""
@@ -169,10 +182,19 @@ class WhisperqSession:
                 hypotheses, reused = backend.transcribe(utterances), False
             else:
                 hypotheses, reused = cached_transcribe(self.cache, backend, utterances, fingerprint)
-            self.transcript_sources[(str(backend.model.path), fingerprint)] = (len(utterances), reused)
+            self.transcript_sources[(str(backend.model.path), backend.name, fingerprint)] = (len(utterances), reused)
             return hypotheses
 
-        return self._once(("transcripts", backend.model.path, fingerprint), build)
+        return self._once(("transcripts", backend.name, backend.model.path, fingerprint), build)
+
+    def agreement_transcripts(self) -> tuple[list[Hypothesis], list[Hypothesis]]:
+        """The model's transcripts of the evaluation data from the agreement backend and the main one."""
+        name = self.agreement_backend()
+        if name is None:
+            raise ConfigError("no agreement backend in this run: set --whisperq-agreement-backend")
+        data = self.eval_data()
+        main = self.transcribe(self.backend("model"), data)  # first: the backend under scrutiny fails fastest
+        return self.transcribe(self.backend("model", name), data), main
 
     def wer_report(self, role: str) -> WerReport:
         """The role's WER report on the evaluation data."""
@@ -235,10 +257,10 @@ class WhisperqSession:
             memo = self._memo.get(self._resolved_key(role))
             if memo and memo[0] == "ok":
                 lines.append(f"{role}: {memo[1].label}")
-                for (path, _), (count, reused) in self.transcript_sources.items():
+                for (path, backend, _), (count, reused) in self.transcript_sources.items():
                     if path == str(memo[1].path):
                         how = "reused from the cache (same weights, data, decoding, versions)" if reused else "transcribed"
-                        lines.append(f"  {count} utterances {how}")
+                        lines.append(f"  {count} utterances {how} ({backend})")
         return lines
 
 

@@ -211,6 +211,12 @@ OPTIONS: tuple[Option, ...] = (
          help="server backends: how long a started server may take to become healthy (default: 900)"),
     _opt("request_timeout", _number, 1.0, default="300", metavar="SECONDS",
          help="server backends: how long one transcription request may take (default: 300)"),
+    _opt("agreement_backend", _choice, ("auto", "none", *BACKENDS), default="auto", metavar="NAME",
+         help="cross-backend agreement: the backend the model under test's transcripts are compared with "
+              "(auto: transformers when --whisperq-backend is another one, none otherwise) (default: auto)"),
+    _opt("max_backend_disagreement", _number, 0.0, default="2", metavar="PERCENT",
+         help="cross-backend agreement: largest WER between the two backends' transcripts of the same audio, "
+              "pooled over the evaluation data, in percent (default: 2)"),
     _opt("device", _choice, DEVICES, default="auto", metavar="DEVICE",
          help="auto (CUDA when available), cpu or cuda (default: auto)"),
     _opt("dtype", _choice, DTYPES, default="auto", metavar="DTYPE",
@@ -283,6 +289,8 @@ class Settings:
     concurrency: int
     startup_timeout: float
     request_timeout: float
+    agreement_backend: str
+    max_backend_disagreement: float
     device: str
     dtype: str
     cache_dir: Path

@@ -49,7 +49,8 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_option_table_names_flags_and_ini_keys() -> None:
     assert [o.name for o in OPTIONS] == [
         "model", "base", "backend", "vllm_python", "server_url", "base_server_url", "served_model_name",
-        "concurrency", "startup_timeout", "request_timeout", "device", "dtype", "cache_dir", "data", "data_limit",
+        "concurrency", "startup_timeout", "request_timeout", "agreement_backend", "max_backend_disagreement",
+        "device", "dtype", "cache_dir", "data", "data_limit",
         "calib_data", "calib_samples", "batch_size", "max_wer", "max_wer_delta", "wer_delta_gate", "confidence",
         "bootstrap_samples", "language", "max_sample_wer", "max_base_disagreement", "max_repeats",
         "max_silence_words", "requests", "warmup", "min_rps", "min_rtfx", "min_tokens_per_second",

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import signal
 import socket
 import subprocess
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pytest_whisperq.errors import BackendError
 
 LOOPBACK = "127.0.0.1"
+_EXCEPTION_LINE = re.compile(r"\b[A-Z]\w*(Error|Exception)\b:")
 _LIVE: weakref.WeakSet[ServerProcess] = weakref.WeakSet()
 
 
@@ -32,8 +34,10 @@ def free_port() -> int:
 
 class ServerProcess:
     def __init__(self, name: str, command: Sequence[str], health_url: str, log_path: Path,
-                 env: dict[str, str] | None = None, startup_timeout: float = 600.0) -> None:
+                 env: dict[str, str] | None = None, startup_timeout: float = 600.0,
+                 explain: Callable[[str], str] | None = None) -> None:
         self.name = name
+        self.explain = explain  # advice for failure signatures in the log that need translating
         self.command = list(command)
         self.health_url = health_url
         self.log_path = Path(log_path)
@@ -107,15 +111,16 @@ class ServerProcess:
             text = self.log_path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return "(no log)"
-        found = [line for line in text.splitlines() if "Error" in line and "Traceback" not in line]
-        return "\n".join(found[-lines:]) or self.tail(lines)
+        # exception lines ("AttributeError: ..."), not the access log's "500 Internal Server Error"
+        found = [line for line in text.splitlines() if _EXCEPTION_LINE.search(line) and "HTTP/1." not in line]
+        return ("\n".join(found[-lines:]) or self.tail(lines)) + (self.explain(text) if self.explain else "")
 
     def tail(self, lines: int = 30) -> str:
         try:
             text = self.log_path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return "(no log)"
-        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+        return ("\n".join(text.splitlines()[-lines:]) or "(empty log)") + (self.explain(text) if self.explain else "")
 
 
 @atexit.register

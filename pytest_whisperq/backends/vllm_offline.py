@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pytest_whisperq.audio import TARGET_RATE, check_duration
 from pytest_whisperq.backends import Hypothesis
+from pytest_whisperq.backends.vllm_common import (
+    CPU_KV_CACHE_GIB,
+    MAX_MODEL_LEN,
+    NO_CPU_INT4_KERNEL,
+    explain,
+    has_int4_weights,
+)
 from pytest_whisperq.errors import BackendError
 
 if TYPE_CHECKING:
     from pytest_whisperq.data import Utterance
     from pytest_whisperq.models.resolve import ResolvedModel
-
-MAX_MODEL_LEN = 448  # Whisper's decoder context
 
 
 def decoder_prompt(model_dir: Any, language: str) -> str:
@@ -26,6 +32,19 @@ def decoder_prompt(model_dir: Any, language: str) -> str:
     multilingual = int(config.get("vocab_size", 0)) >= 51865
     return (f"<|startoftranscript|><|{language}|><|transcribe|><|notimestamps|>" if multilingual
             else "<|startoftranscript|><|notimestamps|>")
+
+
+def missing_cpu_int4_kernel(config: dict) -> bool:
+    """vLLM on CPU without the INT4 kernel a W4A16 checkpoint needs: known before the engine starts
+    (the engine itself would load, then die on the first request with the cause in a worker's log)."""
+    from vllm.platforms import current_platform
+
+    if not (current_platform.is_cpu() and has_int4_weights(config)):
+        return False
+    import torch
+
+    current_platform.import_kernels()
+    return not hasattr(torch.ops._C, "cpu_gemm_wna16")
 
 
 class VllmBackend:
@@ -46,11 +65,17 @@ class VllmBackend:
         self.batch_size = batch_size
         self.engine_version = vllm.__version__
         self.prompt = decoder_prompt(model.path, language)
+        if missing_cpu_int4_kernel(json.loads((model.path / "config.json").read_text())):
+            raise BackendError(f"{model.label}: W4A16 cannot run on vLLM {self.engine_version} here: {NO_CPU_INT4_KERNEL}")
+        # vLLM on CPU otherwise reserves 92% of the memory node at start (and refuses when page cache
+        # holds part of it); Whisper's 448-token context needs far less. GPU builds ignore it.
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GIB)
         try:
             self.llm = vllm.LLM(model=str(model.path), max_model_len=MAX_MODEL_LEN, enforce_eager=True, dtype=dtype,
                                 limit_mm_per_prompt={"audio": 1}, trust_remote_code=False)
         except Exception as error:  # vLLM raises many types for an unloadable checkpoint
-            raise BackendError(f"{model.label}: vLLM could not load the checkpoint: {type(error).__name__}: {error}") from error
+            raise BackendError(f"{model.label}: vLLM could not load the checkpoint: {type(error).__name__}: {error}"
+                               f"{explain(str(error))}") from error
         self.sampling = vllm.SamplingParams(temperature=0.0, max_tokens=MAX_MODEL_LEN - 8)
 
     def identity(self) -> dict[str, Any]:
@@ -69,7 +94,12 @@ class VllmBackend:
                 check_duration(utterance.audio, utterance.id)
             prompts = [{"prompt": self.prompt, "multi_modal_data": {"audio": (u.audio, TARGET_RATE)}} for u in batch]
             began = time.perf_counter()
-            outputs = self.llm.generate(prompts, self.sampling, use_tqdm=False)
+            try:
+                outputs = self.llm.generate(prompts, self.sampling, use_tqdm=False)
+            except Exception as error:  # the engine reports a dead worker as one of many exception types
+                raise BackendError(f"{self.model.label}: vLLM failed transcribing {batch[0].id} and the "
+                                   f"{len(batch) - 1} utterances after it: {type(error).__name__}: {error}"
+                                   f"{explain(str(error))}") from error
             seconds = time.perf_counter() - began
             for utterance, output in zip(batch, outputs):
                 completion = output.outputs[0]

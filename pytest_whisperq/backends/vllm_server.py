@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_whisperq.backends.openai_server import OpenAIServerBackend
 from pytest_whisperq.backends.server import LOOPBACK, ServerProcess, free_port
+from pytest_whisperq.backends.vllm_common import CPU_KV_CACHE_GIB, MAX_MODEL_LEN, explain
 from pytest_whisperq.cache import safe_name
 
 if TYPE_CHECKING:
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
     from pytest_whisperq.settings import Settings
 
 SERVED_NAME = "whisper"
-MAX_MODEL_LEN = 448  # Whisper's decoder context
 
 
 def vllm_python(settings: Settings) -> Path:
@@ -47,11 +47,12 @@ def start_vllm_server(model: ResolvedModel, settings: Settings, log_dir: Path) -
     python = vllm_python(settings)
     port = free_port()
     dtype = settings.dtype  # vLLM's "auto" is the checkpoint's own dtype
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GIB)}
     server = ServerProcess(
         f"vLLM server for {model.label} (python {python}; is vllm installed there? see --whisperq-vllm-python)",
         server_command(python, model.path, port, dtype), f"http://{LOOPBACK}:{port}/health",
         log_dir / f"vllm-{safe_name(model.path.name)}-{port}.log", env=env, startup_timeout=settings.startup_timeout,
+        explain=explain,
     )
     server.start()
     url = f"http://{LOOPBACK}:{port}/v1"

