@@ -1,12 +1,10 @@
-"""Cross-backend agreement compares two stacks' transcripts of the same checkpoint, and vLLM's
-cryptic failures are translated into what to do."""
+"""Cross-backend agreement compares two stacks' transcripts of the same checkpoint."""
 
 from __future__ import annotations
 
 import pytest
 
 from pytest_whisperq.backends import Hypothesis
-from pytest_whisperq.backends.vllm_common import explain
 from pytest_whisperq.checks.agreement import check_backend_agreement
 
 
@@ -61,9 +59,3 @@ def test_different_utterance_sets_are_refused():
     with pytest.raises(ValueError, match="different utterances"):
         check_backend_agreement("transformers", "vllm", hyps(TEXTS), hyps({"u1": "x"}), lower, 2.0)
 
-
-def test_the_missing_cpu_int4_kernel_is_explained():
-    log = "AttributeError: '_OpNamespace' '_C' object has no attribute 'cpu_gemm_wna16'"
-    advice = explain(log)
-    assert "no INT4 weight kernel for this processor" in advice and "AVX-512" in advice
-    assert explain("RuntimeError: something else") == ""

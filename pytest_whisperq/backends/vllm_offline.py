@@ -72,7 +72,8 @@ class VllmBackend:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GIB)
         try:
             self.llm = vllm.LLM(model=str(model.path), max_model_len=MAX_MODEL_LEN, enforce_eager=True, dtype=dtype,
-                                limit_mm_per_prompt={"audio": 1}, trust_remote_code=False)
+                                limit_mm_per_prompt={"audio": 1}, trust_remote_code=False,
+                                disable_log_stats=False)  # per-request timestamps, for latency
         except Exception as error:  # vLLM raises many types for an unloadable checkpoint
             raise BackendError(f"{model.label}: vLLM could not load the checkpoint: {type(error).__name__}: {error}"
                                f"{explain(str(error))}") from error
@@ -104,5 +105,13 @@ class VllmBackend:
             for utterance, output in zip(batch, outputs):
                 completion = output.outputs[0]
                 hypotheses.append(Hypothesis(utterance.id, completion.text.strip(), tuple(completion.token_ids),
-                                             seconds, len(batch)))
+                                             request_latency(output, seconds), len(batch)))
         return hypotheses
+
+
+def request_latency(output: Any, batch_seconds: float) -> float:
+    """A request's latency inside the engine (queued to last token), as a server's client would see it
+    without the HTTP round trip; the whole batch's wall time when the engine kept no timestamps."""
+    stats = getattr(output, "metrics", None)
+    queued, last = getattr(stats, "queued_ts", 0.0), getattr(stats, "last_token_ts", 0.0)
+    return last - queued if queued and last > queued else batch_seconds
