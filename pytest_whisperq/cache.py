@@ -64,17 +64,24 @@ def _sha256_of_state(path: Path, size: int, mtime_ns: int, ctime_ns: int, inode:
 DEFINING_SUFFIXES = (".safetensors", ".json", ".txt")  # weights, config, tokenizer, processor
 
 
-def checkpoint_fingerprint(model_dir: Path, suffixes: tuple[str, ...] = DEFINING_SUFFIXES) -> str:
-    """sha256 over the files that define a checkpoint (our own `whisperq-*` notes and hidden files
-    excluded); a hub snapshot's symlinks are followed."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in Path(model_dir).iterdir() if p.is_file() and p.suffix in suffixes)
-    for path in files:
+def checkpoint_files(model_dir: Path, suffixes: tuple[str, ...] = DEFINING_SUFFIXES) -> dict[str, str]:
+    """`{file name: sha256}` of the files that define a checkpoint (our own `whisperq-*` notes and
+    hidden files excluded), in name order; a hub snapshot's symlinks are followed."""
+    hashes = {}
+    for path in sorted(p for p in Path(model_dir).iterdir() if p.is_file() and p.suffix in suffixes):
         if path.name.startswith("whisperq-") or path.name.startswith("."):
             continue
         stat = path.stat()
-        file_hash = _sha256_of_state(path.resolve(), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
-        digest.update(path.name.encode() + b"\0" + file_hash.encode())
+        hashes[path.name] = _sha256_of_state(path.resolve(), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns,
+                                             stat.st_ino)
+    return hashes
+
+
+def checkpoint_fingerprint(model_dir: Path, suffixes: tuple[str, ...] = DEFINING_SUFFIXES) -> str:
+    """sha256 over `checkpoint_files`: one key for the checkpoint's whole content."""
+    digest = hashlib.sha256()
+    for name, file_hash in checkpoint_files(model_dir, suffixes).items():
+        digest.update(name.encode() + b"\0" + file_hash.encode())
     return digest.hexdigest()
 
 

@@ -54,6 +54,23 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = WhisperqSession(settings)
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the reports asked for, once, from the results every test recorded."""
+    state = session.config.stash.get(SESSION_KEY, None)
+    if state is None or hasattr(session.config, "workerinput"):  # xdist workers leave it to the controller
+        return
+    settings = state.settings
+    if settings.json is None and settings.markdown is None:
+        return
+    from pytest_whisperq.report.write import write_reports
+
+    written = write_reports(state, int(exitstatus), settings.json, settings.markdown)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        for path in written:
+            reporter.write_line(f"whisperq: report written to {path}")
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(SESSION_KEY, None)
     if state is not None:

@@ -197,11 +197,14 @@ class WhisperqSession:
         return self.transcribe(self.backend("model", name), data), main
 
     def wer_report(self, role: str) -> WerReport:
-        """The role's WER report on the evaluation data."""
+        """The role's WER report on the evaluation data (on the run's backend)."""
         from pytest_whisperq.checks.transcripts import score
 
-        data = self.eval_data()
-        return score(data, self.transcribe(self.backend(role), data), self.normalizer())
+        def build() -> WerReport:
+            data = self.eval_data()
+            return score(data, self.transcribe(self.backend(role), data), self.normalizer())
+
+        return self._once(("wer", role), build)
 
     def silence_transcripts(self, role: str) -> list[tuple[str, str]]:
         from pytest_whisperq.data import silence_clips
@@ -232,6 +235,23 @@ class WhisperqSession:
             audio_seconds=sum(u.seconds for u in requests), output_tokens=sum(len(h.tokens) for h in hypotheses),
             latencies=tuple(h.batch_seconds for h in hypotheses),
         )
+
+    # --- what the run made, for the reports (nothing is computed here) --------------------
+    def _made(self, key: Any) -> Any:
+        memo = self._memo.get(key)
+        return memo[1] if memo and memo[0] == "ok" else None
+
+    def resolved_if_loaded(self, role: str) -> ResolvedModel | None:
+        return self._made(self._resolved_key(role))
+
+    def wer_report_if_made(self, role: str) -> WerReport | None:
+        return self._made(("wer", role))
+
+    def throughputs_measured(self) -> dict[str, Throughput]:
+        return {role: value for role in ("base", "model") if (value := self._made(("throughput", role))) is not None}
+
+    def backend_identities(self) -> list[dict[str, Any]]:
+        return [{"model": str(backend.model.path), **backend.identity()} for backend in self._backends]
 
     # --- results ------------------------------------------------------------------------
     def record(self, nodeid: str, result: CheckResult) -> None:

@@ -110,6 +110,21 @@ def _directory(name: str, must_exist: bool) -> Callable[[str], Path]:
     return parse
 
 
+def _output_file(name: str) -> Callable[[str], Path]:
+    """A report to write: its folder must exist (a typo should not fail the run only at its end)."""
+    def parse(value: str) -> Path:
+        if not value.strip():
+            raise ConfigError(f"{name}: empty path")
+        path = Path(value).expanduser().resolve()
+        if path.is_dir():
+            raise ConfigError(f"{name}: {value} is a directory; name the file to write")
+        if not path.parent.is_dir():
+            raise ConfigError(f"{name}: folder {path.parent} does not exist; create it first")
+        return path
+
+    return parse
+
+
 def _data_source(name: str) -> Callable[[str], DataSpec]:
     def parse(value: str) -> DataSpec:
         try:
@@ -272,6 +287,10 @@ OPTIONS: tuple[Option, ...] = (
          help="largest relative error ||dequantized - base|| / ||base|| allowed for any Linear layer (default: 0.6)"),
     _opt("layer_error_factor", _number, 1.0, default="3", metavar="FACTOR",
          help="no layer's relative error may exceed FACTOR x the median layer's (default: 3)"),
+    _opt("json", _output_file, default=None, metavar="PATH",
+         help="write the run's report as JSON: checks, figures, checkpoint sha256s, versions (default: none)"),
+    _opt("markdown", _output_file, default=None, metavar="PATH",
+         help="write the run's report as Markdown, with the model card's Evaluation section (default: none)"),
     _opt("allow_pickle", _flag, default="false", is_flag=True,
          help="allow loading pickled (.bin/.pt) weights, which can run arbitrary code (default: refuse)"),
 )
@@ -318,10 +337,12 @@ class Settings:
     group_size: int
     max_layer_error: float
     layer_error_factor: float
+    json: Path | None
+    markdown: Path | None
     allow_pickle: bool
 
 
-PATH_OPTIONS = ("cache_dir",)  # data and calib_data may be hf:..., anchored only if they exist
+PATH_OPTIONS = ("cache_dir", "json", "markdown")  # data and calib_data may be hf:..., anchored only if they exist
 MODEL_OPTIONS = ("model", "base")
 
 

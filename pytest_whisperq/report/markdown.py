@@ -1,0 +1,111 @@
+"""Markdown from the collected run: a pull-request comment or CI job summary (verdict, every check,
+what failed and why), ending with the model card's Evaluation section for base and quantized model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# The card's performance rows: (label, key in Throughput.figures(), format)
+CARD_ROWS = (
+    ("Total time (s)", "total_time_s", "{:.2f}"),
+    ("Requests", "requests", "{}"),
+    ("Successful requests", "successful_requests", "{}"),
+    ("Average latency (s)", "latency_mean_s", "{:.3f}"),
+    ("Median latency (s)", "latency_median_s", "{:.3f}"),
+    ("P95 latency (s)", "latency_p95_s", "{:.3f}"),
+    ("Requests per second", "requests_per_s", "{:.3f}"),
+    ("Output tokens per second", "output_tokens_per_s", "{:.2f}"),
+    ("RTFx (audio s / wall s)", "rtfx", "{:.2f}"),
+)
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value))
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _model_name(run: dict[str, Any], role: str) -> str:
+    """A column heading: the hub id or built-in name, a local checkpoint's folder name."""
+    model = run["models"].get(role)
+    if model is None:
+        return role
+    return Path(model["path"]).name if model["kind"] in ("local", "quantize") else model["spec"]
+
+
+def checks_table(run: dict[str, Any]) -> list[str]:
+    lines = ["| check | verdict | observed | limit | test |", "|---|---|---|---|---|"]
+    for check in run["checks"]:
+        unit = check["unit"]
+        observed = "" if check["observed"] is None else f"{_cell(check['observed'])}{' ' + unit if unit else ''}"
+        limit = "" if check["limit"] is None else f"{_cell(check['limit'])}{' ' + unit if unit else ''}"
+        lines.append(f"| `{check['name']}` | {'✅ pass' if check['ok'] else '❌ FAIL'} | {observed} | {limit} | "
+                     f"`{_cell(check['test'])}` |")
+    return lines
+
+
+def failures(run: dict[str, Any]) -> list[str]:
+    lines = []
+    for check in (c for c in run["checks"] if not c["ok"]):
+        lines += ["", f"<details><summary><code>{check['name']}</code> failed: {_cell(check['detail'])[:300]}</summary>",
+                  "", *[f"- {_cell(item)}" for item in check["evidence"]], "", "</details>"]
+    return lines
+
+
+def evaluation_section(run: dict[str, Any]) -> list[str]:
+    """The model card's Evaluation section: accuracy and performance, base beside quantized."""
+    base, model = _model_name(run, "base"), _model_name(run, "model")
+    lines = ["## Evaluation", ""]
+    wer = run["wer"]
+    if wer.get("base") and wer.get("model"):
+        lines += ["### Accuracy (WER, lower is better)", "", f"| Metric | {base} | {model} | Δ (points) |", "|---|---|---|---|"]
+        for pool, figures in wer["model"].items():
+            reference = wer["base"].get(pool)
+            if reference is None:
+                continue
+            delta = figures["wer_percent"] - reference["wer_percent"]
+            lines.append(f"| WER, {pool} speech ({figures['words']} words, {figures['utterances']} utterances) | "
+                         f"{reference['wer_percent']:.2f}% | {figures['wer_percent']:.2f}% | {delta:+.2f} |")
+            for subset, sub in figures["subsets"].items():
+                ref_sub = reference["subsets"].get(subset)
+                if ref_sub:
+                    lines.append(f"| &nbsp;&nbsp;{subset} ({sub['words']} words) | {ref_sub['wer_percent']:.2f}% | "
+                                 f"{sub['wer_percent']:.2f}% | {sub['wer_percent'] - ref_sub['wer_percent']:+.2f} |")
+        lines.append("")
+    else:
+        lines += ["Accuracy was not measured in this run.", ""]
+    throughput = run["throughput"]
+    if throughput.get("base") and throughput.get("model"):
+        backend = throughput["model"]["backend"]
+        lines += [f"### Performance ({backend} backend, {throughput['model']['requests']} requests)", "",
+                  f"| Metric | {base} | {model} | {model} / {base} |", "|---|---|---|---|"]
+        for label, key, fmt in CARD_ROWS:
+            b, m = throughput["base"]["figures"][key], throughput["model"]["figures"][key]
+            ratio = f"{m / b:.3f}" if isinstance(b, float) and b else ""
+            lines.append(f"| {label} | {fmt.format(b)} | {fmt.format(m)} | {ratio} |")
+        lines.append("")
+    else:
+        lines += ["Throughput was not measured in this run.", ""]
+    return lines
+
+
+def render(run: dict[str, Any]) -> str:
+    verdict = "✅ PASS" if run["verdict"] == "pass" else "❌ FAIL"
+    model, base = run["models"].get("model"), run["models"].get("base")
+    lines = [f"# pytest-whisperq: {verdict}", ""]
+    if model:
+        lines.append(f"- model: `{model['spec']}` ({len(model['files'])} files; "
+                     f"weights sha256 {_weights_hash(model)})")
+    if base:
+        lines.append(f"- base: `{base['spec']}` (weights sha256 {_weights_hash(base)})")
+    settings = run["settings"]
+    lines += [f"- backend: {settings['backend']}, dtype {settings['dtype']}, device {settings['device']}; "
+              f"{run['checks_passed']} checks passed, {run['checks_failed']} failed; pytest exit status "
+              f"{run['exit_status']}", ""]
+    lines += checks_table(run) + failures(run) + [""] + evaluation_section(run)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _weights_hash(model: dict[str, Any]) -> str:
+    weights = [h for name, h in model["files"].items() if name.endswith(".safetensors")]
+    return ", ".join(f"`{h[:12]}`" for h in weights) or "none"

@@ -1,0 +1,90 @@
+"""The JSON and Markdown reports, rendered from a real run and checked against its results."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_whisperq.cache import sha256_file
+from pytest_whisperq.report.markdown import CARD_ROWS
+from pytest_whisperq.resources import conformance_dir
+from pytest_whisperq.settings import OPTIONS
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.mark.slow
+def test_reports_of_a_real_failing_run_hold_its_figures(pytester, tiny_en_w4a16, whisper_tiny_en_dir, tmp_path):
+    report_json, report_md = tmp_path / "run.json", tmp_path / "run.md"
+    result = pytester.runpytest_subprocess(
+        str(conformance_dir()), f"--whisperq-cache-dir={whisper_tiny_en_dir.parents[1]}", "-p", "no:cacheprovider",
+        f"--whisperq-model={tiny_en_w4a16}", "--whisperq-base=whisper-tiny.en", "--whisperq-max-wer=40",
+        "--whisperq-requests=8", "--whisperq-warmup=1", "--whisperq-min-throughput-ratio=0.3",
+        f"--whisperq-json={report_json}", f"--whisperq-markdown={report_md}", "-k", "format or accuracy or throughput",
+    )
+    result.assert_outcomes(passed=13, failed=1)  # tiny.en loses several WER points at 4 bits
+    result.stdout.fnmatch_lines([f"whisperq: report written to {report_json}", f"whisperq: report written to {report_md}"])
+    run = json.loads(report_json.read_text())
+
+    assert run["verdict"] == "fail" and run["exit_status"] == 1
+    names = [c["name"] for c in run["checks"]]
+    failed = [c["name"] for c in run["checks"] if not c["ok"]]
+    assert run["checks_failed"] == 2 and failed == ["wer_delta[real]", "wer_delta[synthetic]"]  # one test, two pools
+    assert {"linears_packed", "wer[real]", "throughput[base]", "throughput[model]",
+            "throughput_ratio[rtfx]"} <= set(names)
+    # the identities: the weights' sha256 as the files on disk have it
+    assert run["models"]["model"]["files"]["model.safetensors"] == sha256_file(tiny_en_w4a16 / "model.safetensors")
+    assert run["models"]["base"]["spec"] == "whisper-tiny.en"
+    assert run["environment"]["libraries"]["transformers"] and run["settings"]["backend"] == "transformers"
+
+    # the figures are the results' own: the failing check's observed delta is the pooled WERs' difference
+    real = {role: run["wer"][role]["real"] for role in ("model", "base")}
+    assert real["model"]["words"] == real["base"]["words"] == 1142
+    delta = next(c for c in run["checks"] if c["name"] == "wer_delta[real]")
+    assert delta["observed"] == pytest.approx(real["model"]["wer_percent"] - real["base"]["wer_percent"], abs=0.01)
+    assert f"model WER {real['model']['wer_percent']:.2f}%" in delta["detail"]
+    model_speed = next(c for c in run["checks"] if c["name"] == "throughput[model]")
+    assert model_speed["observed"] == pytest.approx(run["throughput"]["model"]["figures"]["requests_per_s"], abs=1e-3)
+    assert len(run["throughput"]["model"]["latencies"]) == 8
+
+    markdown = report_md.read_text()
+    assert markdown.startswith("# pytest-whisperq: ❌ FAIL\n")
+    assert "| `wer_delta[real]` | ❌ FAIL |" in markdown and "<summary><code>wer_delta[real]</code> failed" in markdown
+    assert (f"| WER, real speech (1142 words, 95 utterances) | {real['base']['wer_percent']:.2f}% | "
+            f"{real['model']['wer_percent']:.2f}% |") in markdown
+    evaluation = markdown[markdown.index("## Evaluation"):]
+    for label, key, fmt in CARD_ROWS:  # every row of the card, with both models' figures
+        row = f"| {label} | {fmt.format(run['throughput']['base']['figures'][key])} | " \
+              f"{fmt.format(run['throughput']['model']['figures'][key])} |"
+        assert row in evaluation
+
+
+def test_report_paths_are_checked_before_the_run(pytester, tmp_path):
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest(f"--whisperq-json={tmp_path / 'missing-folder' / 'run.json'}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--whisperq-json: folder * does not exist; create it first*"])
+    assert [o.name for o in OPTIONS if o.name in ("json", "markdown")] == ["json", "markdown"]
+
+
+def test_no_report_is_written_unless_asked(pytester):
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    assert "report written" not in result.stdout.str()
+
+
+def test_a_run_without_accuracy_or_throughput_says_so():
+    from pytest_whisperq.report.markdown import render
+
+    run = {"verdict": "pass", "exit_status": 0, "checks_passed": 1, "checks_failed": 0,
+           "models": {"model": {"spec": "org/w4a16", "kind": "hub", "path": "/c/x", "files": {"model.safetensors": "ab" * 32}},
+                      "base": None},
+           "settings": {"backend": "transformers", "dtype": "auto", "device": "auto"}, "wer": {"model": None, "base": None},
+           "throughput": {}, "checks": [{"test": "t.py::test_a", "name": "linears_packed", "ok": True, "observed": "96/96",
+                                         "limit": "96/96", "unit": "", "detail": "", "evidence": []}]}
+    markdown = render(run)
+    assert "- model: `org/w4a16` (1 files; weights sha256 `abababababab`)" in markdown
+    assert "| `linears_packed` | ✅ pass | 96/96 | 96/96 | `t.py::test_a` |" in markdown
+    assert "Accuracy was not measured in this run." in markdown and "Throughput was not measured in this run." in markdown
