@@ -1,0 +1,77 @@
+"""The GitHub Actions workflows users copy from ci/github/: valid against GitHub's workflow schema
+(check-jsonschema, its vendored schema), clean under zizmor's security audit (offline), and using
+only options this plugin has. Each linter is also shown to fail on a broken workflow."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_whisperq.settings import OPTIONS
+
+WORKFLOWS = sorted((Path(__file__).parents[1] / "ci" / "github").glob("*.yml"))
+BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name, path=str(BIN)) or shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: it comes with pytest-whisperq[test] (./dev test installs it)",
+                    pytrace=False)
+    return found
+
+
+def schema_check(*files: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, files)],
+                          capture_output=True, text=True)
+
+
+def audit(*files: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([tool("zizmor"), "--offline", "--no-progress", *map(str, files)], capture_output=True, text=True)
+
+
+def test_the_three_workflows_are_there():
+    assert [w.name for w in WORKFLOWS] == ["whisperq-nightly-gpu.yml", "whisperq-pr.yml", "whisperq-release-gate.yml"]
+
+
+def test_workflows_match_githubs_schema():
+    result = schema_check(*WORKFLOWS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_workflows_pass_the_security_audit():
+    result = audit(*WORKFLOWS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_workflows_use_only_options_the_plugin_has():
+    known = {option.flag for option in OPTIONS}
+    for workflow in WORKFLOWS:
+        used = set(re.findall(r"--whisperq-[a-z-]+", workflow.read_text()))
+        assert used, f"{workflow.name} runs no whisperq option"
+        assert used <= known, f"{workflow.name}: unknown options {sorted(used - known)}"
+
+
+def test_every_workflow_writes_and_uploads_the_reports():
+    for workflow in WORKFLOWS:
+        text = workflow.read_text()
+        for needed in ("--whisperq-json=reports/whisperq.json", "--whisperq-markdown=reports/whisperq.md",
+                       "--junitxml=reports/junit.xml", 'cat reports/whisperq.md >> "$GITHUB_STEP_SUMMARY"',
+                       "actions/upload-artifact@", "if: always()", "persist-credentials: false"):
+            assert needed in text, f"{workflow.name} lacks {needed!r}"
+
+
+def test_the_linters_reject_broken_workflows(tmp_path):
+    good = WORKFLOWS[-1].read_text()
+    misspelt = tmp_path / "misspelt.yml"
+    misspelt.write_text(good.replace("runs-on:", "run-on:"))
+    assert schema_check(misspelt).returncode != 0
+    injectable = tmp_path / "injectable.yml"  # an input pasted into a shell script: template injection
+    injectable.write_text(good.replace('"$PYTHON" -m pytest --pyargs', 'echo ${{ inputs.checkpoint }}; "$PYTHON" -m pytest --pyargs'))
+    result = audit(injectable)
+    assert result.returncode != 0 and "template-injection" in result.stdout + result.stderr
