@@ -55,20 +55,24 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Write the reports asked for, once, from the results every test recorded."""
+    """After the tests: compare with the baseline (a regression fails the run), write the reports
+    asked for, save the run as a baseline; each once, from the results every test recorded."""
     state = session.config.stash.get(SESSION_KEY, None)
     if state is None or hasattr(session.config, "workerinput"):  # xdist workers leave it to the controller
         return
     settings = state.settings
-    if settings.json is None and settings.markdown is None:
+    if settings.baseline_compare is None and not settings.baseline_save and settings.json is None \
+            and settings.markdown is None:
         return
-    from pytest_whisperq.report.write import write_reports
+    from pytest_whisperq.report.finish import finish_run
 
-    written = write_reports(state, int(exitstatus), settings.json, settings.markdown)
+    messages, failed = finish_run(state, int(session.exitstatus))
+    if failed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
-        for path in written:
-            reporter.write_line(f"whisperq: report written to {path}")
+        for message in messages:
+            reporter.write_line(f"whisperq: {message}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -125,6 +125,18 @@ def _output_file(name: str) -> Callable[[str], Path]:
     return parse
 
 
+def _thresholds(name: str) -> Callable[[str], tuple[Any, ...]]:
+    def parse(value: str) -> tuple[Any, ...]:
+        from pytest_whisperq.report.baseline import parse_thresholds
+
+        try:
+            return parse_thresholds(value)
+        except ConfigError as error:
+            raise ConfigError(f"{name}: {error}") from None
+
+    return parse
+
+
 def _data_source(name: str) -> Callable[[str], DataSpec]:
     def parse(value: str) -> DataSpec:
         try:
@@ -291,6 +303,15 @@ OPTIONS: tuple[Option, ...] = (
          help="write the run's report as JSON: checks, figures, checkpoint sha256s, versions (default: none)"),
     _opt("markdown", _output_file, default=None, metavar="PATH",
          help="write the run's report as Markdown, with the model card's Evaluation section (default: none)"),
+    _opt("baseline_storage", _directory, False, default=".whisperq-baselines", metavar="DIR",
+         help="where runs are saved and looked up for comparison (default: .whisperq-baselines)"),
+    _opt("baseline_save", _flag, default="false", is_flag=True,
+         help="save this run in the baseline storage as the next numbered run (default: off)"),
+    _opt("baseline_compare", _text, default=None, metavar="latest|NUM|PATH",
+         help="compare this run's figures with a saved run: the latest, its number, or a report's path (default: none)"),
+    _opt("baseline_fail", _thresholds, default=None, metavar="METRIC:LIMIT,...",
+         help="regressions against the baseline that fail the run, e.g. wer:0.3,rtfx:10%% "
+              "(metrics: wer in points; rtfx, requests_per_s, output_tokens_per_s, latency_p95_s in percent)"),
     _opt("allow_pickle", _flag, default="false", is_flag=True,
          help="allow loading pickled (.bin/.pt) weights, which can run arbitrary code (default: refuse)"),
 )
@@ -339,10 +360,14 @@ class Settings:
     layer_error_factor: float
     json: Path | None
     markdown: Path | None
+    baseline_storage: Path
+    baseline_save: bool
+    baseline_compare: str | None
+    baseline_fail: tuple[Any, ...] | None
     allow_pickle: bool
 
 
-PATH_OPTIONS = ("cache_dir", "json", "markdown")  # data and calib_data may be hf:..., anchored only if they exist
+PATH_OPTIONS = ("cache_dir", "json", "markdown", "baseline_storage")  # data and calib_data may be hf:..., anchored only if they exist
 MODEL_OPTIONS = ("model", "base")
 
 
@@ -377,6 +402,9 @@ def build_settings(cli: dict[str, Any], ini: dict[str, str | None], ini_dir: Pat
         values[option.name] = value
     if values["cache_dir"] is None:
         values["cache_dir"] = default_cache_root()
+    if values["baseline_compare"] is not None and values["baseline_fail"] is None:
+        raise ConfigError("--whisperq-baseline-compare needs --whisperq-baseline-fail: the regressions that fail the "
+                          "run, e.g. --whisperq-baseline-fail=wer:0.3,rtfx:10%")
     return Settings(**values)
 
 

@@ -55,13 +55,14 @@ def test_option_table_names_flags_and_ini_keys() -> None:
         "bootstrap_samples", "language", "max_sample_wer", "max_base_disagreement", "max_repeats",
         "max_silence_words", "requests", "warmup", "min_rps", "min_rtfx", "min_tokens_per_second",
         "min_throughput_ratio", "group_size", "max_layer_error", "layer_error_factor", "json", "markdown",
+        "baseline_storage", "baseline_save", "baseline_compare", "baseline_fail",
         "allow_pickle",
     ]
     assert BY_NAME["cache_dir"].flag == "--whisperq-cache-dir"
     assert BY_NAME["cache_dir"].ini == "whisperq_cache_dir"
     assert BY_NAME["max_wer"].flag == "--whisperq-max-wer"
     assert BY_NAME["allow_pickle"].is_flag
-    assert not any(o.is_flag for o in OPTIONS if o.name != "allow_pickle")
+    assert [o.name for o in OPTIONS if o.is_flag] == ["baseline_save", "allow_pickle"]
 
 
 def test_every_default_parses() -> None:

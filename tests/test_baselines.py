@@ -1,0 +1,110 @@
+"""Saved runs and comparison against them: numbered saves, `latest`/number/path lookup, thresholds
+in points and percent, and a real run that passes against itself and fails against a better one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_whisperq.errors import ConfigError
+from pytest_whisperq.report.baseline import BaselineError, compare, load_run, parse_thresholds, save_run
+from pytest_whisperq.resources import conformance_dir
+
+pytest_plugins = ["pytester"]
+
+
+def run_with(wer_real: float, rtfx: float | None = None) -> dict:
+    run = {"checks": [], "wer": {"model": {"real": {"wer_percent": wer_real}}}, "throughput": {}}
+    if rtfx is not None:
+        run["throughput"]["model"] = {"figures": {"rtfx": rtfx}}
+    return run
+
+
+def test_thresholds_parse_with_their_units():
+    wer, rtfx = parse_thresholds("wer:0.3, rtfx:10%")
+    assert (wer.metric, wer.limit, wer.unit, wer.larger_is_worse) == ("wer", 0.3, "points", True)
+    assert (rtfx.metric, rtfx.limit, rtfx.unit, rtfx.larger_is_worse) == ("rtfx", 10.0, "%", False)
+    for bad, message in (("speed:5%", "unknown metric 'speed'"), ("rtfx:10", "compared in percent"),
+                         ("wer:1%", "compared in points"), ("wer:x", "not a number"), ("", "no threshold")):
+        with pytest.raises(ConfigError, match=message):
+            parse_thresholds(bad)
+
+
+def test_regressions_beyond_the_limit_fail_and_others_pass():
+    thresholds = parse_thresholds("wer:0.5,rtfx:10%")
+    same = compare(run_with(3.0, 5.0), run_with(3.4, 4.6), thresholds, "0001")
+    assert [r.ok for r in same] == [True, True]  # +0.4 points, -8%
+    worse = compare(run_with(3.0, 5.0), run_with(3.6, 4.0), thresholds, "0001")
+    assert [(r.name, r.ok, r.observed) for r in worse] == [("baseline[wer[real]]", False, 0.6),
+                                                           ("baseline[rtfx]", False, 20.0)]
+    assert "3 in 0001, 3.6 now; worse by +0.6 points (limit 0.5 points)" in worse[0].detail
+    assert "--whisperq-baseline-save" in worse[0].detail
+    better = compare(run_with(3.0, 5.0), run_with(1.0, 9.0), thresholds, "0001")
+    assert all(r.ok for r in better)
+
+
+def test_a_metric_this_run_did_not_measure_fails_with_the_reason():
+    [result] = compare(run_with(3.0, 5.0), run_with(3.0), parse_thresholds("rtfx:10%"), "0001")
+    assert not result.ok and "rtfx was not measured in this run" in result.detail
+
+
+def test_runs_are_numbered_and_found_by_latest_number_or_path(tmp_path):
+    first, second = save_run(tmp_path, run_with(1.0)), save_run(tmp_path, run_with(2.0))
+    assert first.name.startswith("0001_") and second.name.startswith("0002_")
+    assert load_run(tmp_path, "latest") == (second, run_with(2.0))
+    assert load_run(tmp_path, "1") == (first, run_with(1.0))
+    assert load_run(tmp_path, str(first))[0] == first
+    with pytest.raises(BaselineError, match="no saved run number 7"):
+        load_run(tmp_path, "7")
+    with pytest.raises(BaselineError, match="no saved run in .* save one first with --whisperq-baseline-save"):
+        load_run(tmp_path / "empty", "latest")
+    (tmp_path / "junk.json").write_text("{not json")
+    with pytest.raises(BaselineError, match="cannot be read as a report"):
+        load_run(tmp_path, str(tmp_path / "junk.json"))
+    (tmp_path / "other.json").write_text(json.dumps({"benchmarks": []}))
+    with pytest.raises(BaselineError, match="not a pytest-whisperq report"):
+        load_run(tmp_path, str(tmp_path / "other.json"))
+
+
+def test_compare_without_thresholds_is_a_usage_error(pytester):
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest("--whisperq-baseline-compare=latest")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--whisperq-baseline-compare needs --whisperq-baseline-fail*"])
+
+
+@pytest.mark.slow
+def test_a_nightly_sees_drift_against_its_saved_baseline(pytester, tiny_en_w4a16, whisper_tiny_en_dir, tmp_path):
+    """Night 1 saves whisper-tiny.en's figures; night 2 passes against them; night 3 gates a W4A16
+    checkpoint whose own accuracy tests pass (it is its own base) but whose WER is 7.5 points above
+    the baseline's, so the comparison alone fails the run."""
+    storage = tmp_path / "baselines"
+
+    def night(model, *extra):
+        return pytester.runpytest_subprocess(
+            str(conformance_dir()), f"--whisperq-cache-dir={whisper_tiny_en_dir.parents[1]}", "-p", "no:cacheprovider",
+            f"--whisperq-model={model}", f"--whisperq-base={model}", "--whisperq-max-wer=40", "-k", "accuracy",
+            f"--whisperq-baseline-storage={storage}", *extra)
+
+    first = night(whisper_tiny_en_dir, "--whisperq-baseline-save")
+    first.assert_outcomes(passed=2)
+    first.stdout.fnmatch_lines([f"whisperq: run saved as baseline {storage}/0001_*.json"])
+
+    same = night(whisper_tiny_en_dir, "--whisperq-baseline-compare=latest", "--whisperq-baseline-fail=wer:0.5")
+    assert same.ret == 0
+    same.stdout.fnmatch_lines(["whisperq: baseline comparison passed (2 of 2 figures within their limits)"])
+    same.stdout.fnmatch_lines(["PASS baseline[[]wer[[]real[]][]] 0.0 points (limit 0.5 points)  [[]baseline comparison[]]"])
+
+    drifted = night(tiny_en_w4a16, "--whisperq-baseline-compare=1", "--whisperq-baseline-fail=wer:0.5",
+                    f"--whisperq-json={tmp_path / 'night3.json'}")
+    drifted.assert_outcomes(passed=2)  # every test passed ...
+    assert drifted.ret == pytest.ExitCode.TESTS_FAILED  # ... and the run fails on the comparison
+    drifted.stdout.fnmatch_lines(["whisperq: baseline comparison FAILED (0 of 2 figures within their limits)"])
+    drifted.stdout.fnmatch_lines([
+        "FAIL baseline[[]wer[[]real[]][]] 7.53 points (limit 0.5 points)  [[]baseline comparison[]]",
+        "    wer[[]real[]]: 3.765 in 0001_*.json, 11.3 now; worse by +7.53 points (limit 0.5 points)*",
+    ])
+    report = json.loads((tmp_path / "night3.json").read_text())
+    assert report["verdict"] == "fail" and report["exit_status"] == 1
+    assert [c["name"] for c in report["checks"] if not c["ok"]] == ["baseline[wer[real]]", "baseline[wer[synthetic]]"]
