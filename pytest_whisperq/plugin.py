@@ -62,7 +62,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     settings = state.settings
     if settings.baseline_compare is None and not settings.baseline_save and settings.json is None \
-            and settings.markdown is None:
+            and settings.markdown is None and settings.charts is None:
         return
     from pytest_whisperq.report.finish import finish_run
 

@@ -125,6 +125,22 @@ def _output_file(name: str) -> Callable[[str], Path]:
     return parse
 
 
+def _charts_directory(name: str) -> Callable[[str], Path]:
+    folder = _directory(name, False)
+
+    def parse(value: str) -> Path:
+        from pytest_whisperq.report.charts import require_matplotlib
+
+        path = folder(value)
+        try:
+            require_matplotlib()
+        except ConfigError as error:
+            raise ConfigError(f"{name}: {error}") from None
+        return path
+
+    return parse
+
+
 def _thresholds(name: str) -> Callable[[str], tuple[Any, ...]]:
     def parse(value: str) -> tuple[Any, ...]:
         from pytest_whisperq.report.baseline import parse_thresholds
@@ -303,6 +319,9 @@ OPTIONS: tuple[Option, ...] = (
          help="write the run's report as JSON: checks, figures, checkpoint sha256s, versions (default: none)"),
     _opt("markdown", _output_file, default=None, metavar="PATH",
          help="write the run's report as Markdown, with the model card's Evaluation section (default: none)"),
+    _opt("charts", _charts_directory, default=None, metavar="DIR",
+         help="draw PNG charts (WER per subset, latency distribution) into DIR; the Markdown report links them "
+              "(needs matplotlib: pytest-whisperq[charts]) (default: none)"),
     _opt("baseline_storage", _directory, False, default=".whisperq-baselines", metavar="DIR",
          help="where runs are saved and looked up for comparison (default: .whisperq-baselines)"),
     _opt("baseline_save", _flag, default="false", is_flag=True,
@@ -360,6 +379,7 @@ class Settings:
     layer_error_factor: float
     json: Path | None
     markdown: Path | None
+    charts: Path | None
     baseline_storage: Path
     baseline_save: bool
     baseline_compare: str | None
@@ -367,7 +387,7 @@ class Settings:
     allow_pickle: bool
 
 
-PATH_OPTIONS = ("cache_dir", "json", "markdown", "baseline_storage")  # data and calib_data may be hf:..., anchored only if they exist
+PATH_OPTIONS = ("cache_dir", "json", "markdown", "charts", "baseline_storage")  # data and calib_data may be hf:..., anchored only if they exist
 MODEL_OPTIONS = ("model", "base")
 
 

@@ -21,7 +21,8 @@ def test_reports_of_a_real_failing_run_hold_its_figures(pytester, tiny_en_w4a16,
         str(conformance_dir()), f"--whisperq-cache-dir={whisper_tiny_en_dir.parents[1]}", "-p", "no:cacheprovider",
         f"--whisperq-model={tiny_en_w4a16}", "--whisperq-base=whisper-tiny.en", "--whisperq-max-wer=40",
         "--whisperq-requests=8", "--whisperq-warmup=1", "--whisperq-min-throughput-ratio=0.3",
-        f"--whisperq-json={report_json}", f"--whisperq-markdown={report_md}", "-k", "format or accuracy or throughput",
+        f"--whisperq-json={report_json}", f"--whisperq-markdown={report_md}", f"--whisperq-charts={tmp_path / 'charts'}",
+        "-k", "format or accuracy or throughput",
     )
     result.assert_outcomes(passed=13, failed=1)  # tiny.en loses several WER points at 4 bits
     result.stdout.fnmatch_lines([f"whisperq: report written to {report_json}", f"whisperq: report written to {report_md}"])
@@ -58,6 +59,23 @@ def test_reports_of_a_real_failing_run_hold_its_figures(pytester, tiny_en_w4a16,
         row = f"| {label} | {fmt.format(run['throughput']['base']['figures'][key])} | " \
               f"{fmt.format(run['throughput']['model']['figures'][key])} |"
         assert row in evaluation
+
+    # the worst regressions, worst first, with the three texts
+    worst = run["regressions"][0]
+    assert (worst["id"], worst["base_errors"], worst["model_errors"]) == ("asterisk__basic-pbx-ivr-main", 3, 54)
+    assert "| `asterisk__basic-pbx-ivr-main` | ivr_prompt | 3 → 54 (61) |" in markdown
+
+    # the charts: real PNGs, linked from the page relative to it
+    from PIL import Image
+
+    for name in ("wer_per_subset.png", "latency.png"):
+        chart = tmp_path / "charts" / name
+        assert str(chart) in run["charts"]
+        assert f"(charts/{name})" in markdown
+        with Image.open(chart) as image:
+            assert image.format == "PNG" and image.width >= 600 and image.height >= 400
+            colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
+            assert colours is not None and len(colours) > 20  # drawn, not blank
 
 
 def test_report_paths_are_checked_before_the_run(pytester, tmp_path):

@@ -54,7 +54,7 @@ def test_option_table_names_flags_and_ini_keys() -> None:
         "calib_data", "calib_samples", "batch_size", "max_wer", "max_wer_delta", "wer_delta_gate", "confidence",
         "bootstrap_samples", "language", "max_sample_wer", "max_base_disagreement", "max_repeats",
         "max_silence_words", "requests", "warmup", "min_rps", "min_rtfx", "min_tokens_per_second",
-        "min_throughput_ratio", "group_size", "max_layer_error", "layer_error_factor", "json", "markdown",
+        "min_throughput_ratio", "group_size", "max_layer_error", "layer_error_factor", "json", "markdown", "charts",
         "baseline_storage", "baseline_save", "baseline_compare", "baseline_fail",
         "allow_pickle",
     ]

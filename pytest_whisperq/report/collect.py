@@ -59,7 +59,19 @@ def wer_record(session: WhisperqSession, role: str) -> dict[str, Any] | None:
     return pools
 
 
-def collect(session: WhisperqSession, exit_status: int) -> dict[str, Any]:
+def regression_rows(session: WhisperqSession, count: int = 10) -> list[dict[str, Any]]:
+    """The utterances the model got most wrong beyond the base, with the three texts."""
+    base, model = session.wer_report_if_made("base"), session.wer_report_if_made("model")
+    if base is None or model is None:
+        return []
+    base_by_id = {u.id: u for u in base.utterances}
+    pairs = [(base_by_id[m.id], m) for m in model.utterances if m.id in base_by_id]
+    worst = sorted((p for p in pairs if p[1].errors > p[0].errors), key=lambda p: (p[0].errors - p[1].errors, p[1].id))
+    return [{"id": m.id, "subset": m.subset, "words": m.words, "base_errors": b.errors, "model_errors": m.errors,
+             "reference": m.reference, "base": b.hypothesis, "model": m.hypothesis} for b, m in worst[:count]]
+
+
+def collect(session: WhisperqSession, exit_status: int, charts: list[str] | None = None) -> dict[str, Any]:
     """The run as plain data (JSON-ready). `verdict` is the pytest exit status's: a failed, errored or
     uncollectable test fails the gate even when it recorded no result."""
     checks = [check_record(nodeid, result) for nodeid, result in session.results]
@@ -81,5 +93,7 @@ def collect(session: WhisperqSession, exit_status: int) -> dict[str, Any]:
         "settings": settings_record(session),
         "wer": {role: wer_record(session, role) for role in ("model", "base")},
         "throughput": throughput,
+        "regressions": regression_rows(session),
+        "charts": charts or [],
         "checks": checks,
     }

@@ -33,7 +33,8 @@ def finish_run(session: WhisperqSession, exit_status: int) -> tuple[list[str], b
         messages.append(f"baseline comparison {'FAILED' if failed else 'passed'} "
                         f"({sum(r.ok for r in results)} of {len(results)} figures within their limits)")
     status = exit_status or int(failed)
-    messages += [f"report written to {path}" for path in write_reports(session, status, settings.json, settings.markdown)]
+    written = write_reports(session, status, settings.json, settings.markdown, settings.charts)
+    messages += [f"report written to {path}" for path in written]
     if settings.baseline_save:
         messages.append(f"run saved as baseline {save_run(settings.baseline_storage, collect(session, status))}")
     return messages, failed

@@ -3,6 +3,7 @@ what failed and why), ending with the model card's Evaluation section for base a
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ def _cell(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _model_name(run: dict[str, Any], role: str) -> str:
+def model_name(run: dict[str, Any], role: str) -> str:
     """A column heading: the hub id or built-in name, a local checkpoint's folder name."""
     model = run["models"].get(role)
     if model is None:
@@ -54,7 +55,7 @@ def failures(run: dict[str, Any]) -> list[str]:
 
 def evaluation_section(run: dict[str, Any]) -> list[str]:
     """The model card's Evaluation section: accuracy and performance, base beside quantized."""
-    base, model = _model_name(run, "base"), _model_name(run, "model")
+    base, model = model_name(run, "base"), model_name(run, "model")
     lines = ["## Evaluation", ""]
     wer = run["wer"]
     if wer.get("base") and wer.get("model"):
@@ -89,7 +90,31 @@ def evaluation_section(run: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render(run: dict[str, Any]) -> str:
+def regressions_table(run: dict[str, Any]) -> list[str]:
+    rows = run.get("regressions") or []
+    if not rows:
+        return []
+    lines = ["### Worst per-utterance regressions", "",
+             "| utterance | subset | errors base → model (words) | reference | base | model |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| `{row['id']}` | {row['subset']} | {row['base_errors']} → {row['model_errors']} ({row['words']}) | "
+                     f"{_cell(row['reference'])} | {_cell(row['base'])} | {_cell(row['model'])} |")
+    return lines + [""]
+
+
+def charts_section(run: dict[str, Any], markdown_dir: Path | None) -> list[str]:
+    charts = run.get("charts") or []
+    if not charts:
+        return []
+    lines = ["### Charts", ""]
+    for chart in charts:
+        target = os.path.relpath(chart, markdown_dir) if markdown_dir else chart
+        lines.append(f"![{Path(chart).stem.replace('_', ' ')}]({target})")
+    return lines + [""]
+
+
+def render(run: dict[str, Any], markdown_dir: Path | None = None) -> str:
+    """The page; chart links are made relative to `markdown_dir`, where the page is written."""
     verdict = "✅ PASS" if run["verdict"] == "pass" else "❌ FAIL"
     model, base = run["models"].get("model"), run["models"].get("base")
     lines = [f"# pytest-whisperq: {verdict}", ""]
@@ -102,7 +127,8 @@ def render(run: dict[str, Any]) -> str:
     lines += [f"- backend: {settings['backend']}, dtype {settings['dtype']}, device {settings['device']}; "
               f"{run['checks_passed']} checks passed, {run['checks_failed']} failed; pytest exit status "
               f"{run['exit_status']}", ""]
-    lines += checks_table(run) + failures(run) + [""] + evaluation_section(run)
+    lines += checks_table(run) + failures(run) + [""] + evaluation_section(run) + regressions_table(run) \
+        + charts_section(run, markdown_dir)
     return "\n".join(lines).rstrip() + "\n"
 
 

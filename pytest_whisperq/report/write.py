@@ -28,13 +28,20 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def write_reports(session: WhisperqSession, exit_status: int, json_path: Path | None,
-                  markdown_path: Path | None) -> list[Path]:
-    run = collect(session, exit_status)
-    written = []
+                  markdown_path: Path | None, charts_dir: Path | None = None) -> list[Path]:
+    written: list[Path] = []
+    charts: list[str] = []
+    if charts_dir is not None:
+        from pytest_whisperq.report.charts import draw
+
+        drawn = draw(collect(session, exit_status), charts_dir)
+        written += drawn
+        charts = [str(path) for path in drawn]
+    run = collect(session, exit_status, charts)
     if json_path is not None:
         write_atomically(json_path, json.dumps(run, indent=2, default=str) + "\n")
         written.append(json_path)
     if markdown_path is not None:
-        write_atomically(markdown_path, render(run))
+        write_atomically(markdown_path, render(run, markdown_path.parent))
         written.append(markdown_path)
     return written
