@@ -51,7 +51,16 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = build_settings(cli, ini, config.inipath.parent if config.inipath else None)
     except WhisperqError as error:
         raise pytest.UsageError(str(error)) from None
+    if _runs_xdist_workers(config) and (settings.json or settings.markdown or settings.charts or settings.baseline_save
+                                        or settings.baseline_compare):
+        raise pytest.UsageError("the whisperq reports and baselines are made from one process's results: run "
+                                "without pytest-xdist's -n (the models are loaded once a process anyway)")
     config.stash[SESSION_KEY] = WhisperqSession(settings)
+
+
+def _runs_xdist_workers(config: pytest.Config) -> bool:
+    numprocesses = config.getoption("numprocesses", None) if config.pluginmanager.hasplugin("xdist") else None
+    return bool(numprocesses) and not hasattr(config, "workerinput")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -66,7 +75,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     from pytest_whisperq.report.finish import finish_run
 
-    messages, failed = finish_run(state, int(session.exitstatus))
+    try:
+        messages, failed = finish_run(state, int(session.exitstatus))
+    except (WhisperqError, OSError) as error:  # a report that cannot be written fails the run, with the reason
+        messages, failed = [f"the end of the run failed: {type(error).__name__}: {error}"], True
     if failed and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

@@ -260,6 +260,9 @@ OPTIONS: tuple[Option, ...] = (
     _opt("max_backend_disagreement", _number, 0.0, default="2", metavar="PERCENT",
          help="cross-backend agreement: largest WER between the two backends' transcripts of the same audio, "
               "pooled over the evaluation data, in percent (default: 2)"),
+    _opt("vllm_memory_fraction", _fraction, default="0.3", metavar="FRACTION",
+         help="vLLM on GPU: the share of GPU memory each engine may take (vLLM's --gpu-memory-utilization); "
+              "a run holds up to two engines and transformers (default: 0.3)"),
     _opt("device", _choice, DEVICES, default="auto", metavar="DEVICE",
          help="auto (CUDA when available), cpu or cuda (default: auto)"),
     _opt("dtype", _choice, DTYPES, default="auto", metavar="DTYPE",
@@ -350,6 +353,7 @@ class Settings:
     request_timeout: float
     agreement_backend: str
     max_backend_disagreement: float
+    vllm_memory_fraction: float
     device: str
     dtype: str
     cache_dir: Path
@@ -396,7 +400,8 @@ def _relative_to_ini(option: Option, raw: str, ini_dir: Path | None) -> str:
     if ini_dir is None or Path(raw).expanduser().is_absolute():
         return raw
     anchored = ini_dir / raw
-    if option.name in PATH_OPTIONS or (option.name in MODEL_OPTIONS + ("data", "calib_data") and anchored.exists()):
+    if option.name in PATH_OPTIONS or (option.name in MODEL_OPTIONS + ("data", "calib_data", "baseline_compare")
+                                       and anchored.exists()):
         return str(anchored)
     return raw
 

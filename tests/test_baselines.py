@@ -44,6 +44,37 @@ def test_regressions_beyond_the_limit_fail_and_others_pass():
     assert all(r.ok for r in better)
 
 
+def test_latency_may_not_rise_and_a_zero_baseline_cannot_be_compared():
+    def with_p95(value):
+        return {"checks": [], "throughput": {"model": {"figures": {"latency_p95_s": value}}}}
+
+    [slower] = compare(with_p95(2.0), with_p95(2.5), parse_thresholds("latency_p95_s:10%"), "0001")
+    assert not slower.ok and slower.observed == 25.0
+    [faster] = compare(with_p95(2.0), with_p95(1.0), parse_thresholds("latency_p95_s:10%"), "0001")
+    assert faster.ok
+    [zero] = compare(with_p95(0.0), with_p95(1.0), parse_thresholds("latency_p95_s:10%"), "0001")
+    assert not zero.ok and "no change in percent can be taken" in zero.detail
+
+
+def test_runs_that_measured_different_things_are_not_compared():
+    baseline, current = run_with(3.0), run_with(3.0)
+    baseline["settings"] = {"data_limit": None, "backend": "transformers"}
+    current["settings"] = {"data_limit": 12, "backend": "transformers"}
+    results = compare(baseline, current, parse_thresholds("wer:0.5"), "0001")
+    assert [(r.name, r.ok) for r in results] == [("baseline_comparable[data_limit]", False), ("baseline[wer[real]]", True)]
+    assert "data_limit is 12 in this run but None in 0001" in results[0].detail
+    both = run_with(3.0)
+    both["wer"]["model"]["synthetic"] = {"wer_percent": 2.0}
+    [missing, same] = compare(both, run_with(3.0), parse_thresholds("wer:0.5"), "0001")
+    assert not missing.ok and "0001 has wer[synthetic] but this run did not measure it" in missing.detail and same.ok
+
+
+def test_a_malformed_baseline_is_a_baseline_error_not_a_traceback():
+    broken = {"checks": [], "wer": {"model": {"real": {"wer_percent": None}}}}
+    with pytest.raises(BaselineError, match="not a report this version can compare with"):
+        compare(broken, run_with(3.0), parse_thresholds("wer:0.5"), "0001")
+
+
 def test_a_metric_this_run_did_not_measure_fails_with_the_reason():
     [result] = compare(run_with(3.0, 5.0), run_with(3.0), parse_thresholds("rtfx:10%"), "0001")
     assert not result.ok and "rtfx was not measured in this run" in result.detail
@@ -90,6 +121,10 @@ def test_a_nightly_sees_drift_against_its_saved_baseline(pytester, tiny_en_w4a16
     first = night(whisper_tiny_en_dir, "--whisperq-baseline-save")
     first.assert_outcomes(passed=2)
     first.stdout.fnmatch_lines([f"whisperq: run saved as baseline {storage}/0001_*.json"])
+    failing = night(tiny_en_w4a16, "--whisperq-baseline-save", "--whisperq-base=whisper-tiny.en")  # fails its gate
+    assert failing.ret == pytest.ExitCode.TESTS_FAILED
+    failing.stdout.fnmatch_lines(["whisperq: run NOT saved as a baseline: it did not pass (exit status 1)"])
+    assert [p.name[:5] for p in sorted(storage.iterdir())] == ["0001_"]
 
     same = night(whisper_tiny_en_dir, "--whisperq-baseline-compare=latest", "--whisperq-baseline-fail=wer:0.5")
     assert same.ret == 0
@@ -108,3 +143,20 @@ def test_a_nightly_sees_drift_against_its_saved_baseline(pytester, tiny_en_w4a16
     report = json.loads((tmp_path / "night3.json").read_text())
     assert report["verdict"] == "fail" and report["exit_status"] == 1
     assert [c["name"] for c in report["checks"] if not c["ok"]] == ["baseline[wer[real]]", "baseline[wer[synthetic]]"]
+
+
+def test_reports_and_baselines_refuse_xdist_workers(pytester, tmp_path):
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest("-n", "2", f"--whisperq-json={tmp_path / 'run.json'}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*reports and baselines are made from one process's results: run without*-n*"])
+
+
+def test_a_report_that_cannot_be_written_fails_the_run_with_the_reason(pytester, tmp_path):
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    pytester.makepyfile(f"import shutil\n\ndef test_removes_the_folder():\n    shutil.rmtree({str(folder)!r})\n")
+    result = pytester.runpytest_subprocess(f"--whisperq-json={folder / 'run.json'}")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["whisperq: the end of the run failed: FileNotFoundError: *run.json*"])

@@ -9,7 +9,6 @@ import pytest
 from pytest_whisperq.cache import sha256_file
 from pytest_whisperq.report.markdown import CARD_ROWS
 from pytest_whisperq.resources import conformance_dir
-from pytest_whisperq.settings import OPTIONS
 
 pytest_plugins = ["pytester"]
 
@@ -63,7 +62,7 @@ def test_reports_of_a_real_failing_run_hold_its_figures(pytester, tiny_en_w4a16,
     # the worst regressions, worst first, with the three texts
     worst = run["regressions"][0]
     assert (worst["id"], worst["base_errors"], worst["model_errors"]) == ("asterisk__basic-pbx-ivr-main", 3, 54)
-    assert "| `asterisk__basic-pbx-ivr-main` | ivr_prompt | 3 → 54 (61) |" in markdown
+    assert "| `asterisk__basic-pbx-ivr-main` | ivr\\_prompt | 3 → 54 (61) |" in markdown
 
     # the charts: real PNGs, linked from the page relative to it
     from PIL import Image
@@ -83,7 +82,6 @@ def test_report_paths_are_checked_before_the_run(pytester, tmp_path):
     result = pytester.runpytest(f"--whisperq-json={tmp_path / 'missing-folder' / 'run.json'}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--whisperq-json: folder * does not exist; create it first*"])
-    assert [o.name for o in OPTIONS if o.name in ("json", "markdown")] == ["json", "markdown"]
 
 
 def test_no_report_is_written_unless_asked(pytester):
@@ -106,3 +104,18 @@ def test_a_run_without_accuracy_or_throughput_says_so():
     assert "- model: `org/w4a16` (1 files; weights sha256 `abababababab`)" in markdown
     assert "| `linears_packed` | ✅ pass | 96/96 | 96/96 | `t.py::test_a` |" in markdown
     assert "Accuracy was not measured in this run." in markdown and "Throughput was not measured in this run." in markdown
+
+
+def test_text_from_checkpoints_and_transcripts_cannot_rewrite_the_page():
+    from pytest_whisperq.report.markdown import render
+
+    hostile = "</summary></details>\n# ✅ PASS @everyone [click](http://x) | `code`"
+    run = {"verdict": "fail", "exit_status": 1, "checks_passed": 0, "checks_failed": 1,
+           "models": {"model": None, "base": None}, "settings": {"backend": "transformers", "dtype": "auto", "device": "auto"},
+           "wer": {}, "throughput": {}, "regressions": [],
+           "checks": [{"test": "t.py::test_a", "name": "close_to_base", "ok": False, "observed": 1, "limit": 0, "unit": "",
+                       "detail": hostile, "evidence": [hostile]}]}
+    markdown = render(run)
+    assert "</summary></details>\n#" not in markdown and "&lt;/summary&gt;&lt;/details&gt; \\# ✅ PASS \\@everyone" in markdown
+    assert "\\[click\\](http://x) \\| \\`code\\`" in markdown
+    assert markdown.count("</details>") == 1  # only our own

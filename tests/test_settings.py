@@ -50,6 +50,7 @@ def test_option_table_names_flags_and_ini_keys() -> None:
     assert [o.name for o in OPTIONS] == [
         "model", "base", "backend", "vllm_python", "server_url", "base_server_url", "served_model_name",
         "concurrency", "startup_timeout", "request_timeout", "agreement_backend", "max_backend_disagreement",
+        "vllm_memory_fraction",
         "device", "dtype", "cache_dir", "data", "data_limit",
         "calib_data", "calib_samples", "batch_size", "max_wer", "max_wer_delta", "wer_delta_gate", "confidence",
         "bootstrap_samples", "language", "max_sample_wer", "max_base_disagreement", "max_repeats",

@@ -8,6 +8,7 @@ AVX-512 machines and, on AVX2-only ones, must fail with the explanation rather t
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -46,6 +47,11 @@ def vllm_python() -> Path:
     if probe.returncode != 0:
         pytest.fail(f"{named} cannot import vllm and pytest_whisperq:\n{probe.stderr[-2000:]}", pytrace=False)
     return Path(named)
+
+
+def vllm_version(python: Path) -> str:
+    return subprocess.run([str(python), "-c", "import vllm; print(vllm.__version__)"], capture_output=True, text=True,
+                          check=True).stdout.strip()
 
 
 def vllm_servers() -> list[str]:
@@ -106,12 +112,17 @@ def run_in_vllm_env(pytester: pytest.Pytester, vllm_python: Path, *args: str) ->
     return pytester.run(str(vllm_python), "-m", "pytest", *args, timeout=1500)
 
 
-def test_in_process_vllm_backend_runs_the_suite_on_whisper_base(pytester, vllm_python, whisper_base_dir):
+def test_in_process_vllm_backend_runs_the_suite_on_whisper_base(pytester, vllm_python, whisper_base_dir, tmp_path):
+    report = tmp_path / "run.json"
     result = run_in_vllm_env(pytester, vllm_python, *suite_args(
         whisper_base_dir.parents[1], whisper_base_dir, whisper_base_dir, "--whisperq-backend=vllm",
-        "--whisperq-dtype=float32", "-k", "accuracy or agreement or throughput",
+        "--whisperq-dtype=float32", f"--whisperq-json={report}", "-k", "accuracy or agreement or throughput",
     ))
     assert result.ret == 0, result.stdout.str()[-3000:]
+    # per-request latencies from the engine's timestamps, not one batch time copied to every request
+    measured = json.loads(report.read_text())["throughput"]["model"]
+    assert len(set(measured["latencies"])) > 1
+    assert all(0 < latency <= measured["wall_seconds"] for latency in measured["latencies"])
     result.stdout.fnmatch_lines([
         "PASS wer_delta[[]real[]] 0.0 points (limit 0.5 points)*",
         "PASS backends_agree[[]vllm[]] 0.0% (limit 2.0%)*",
@@ -130,8 +141,8 @@ def test_in_process_vllm_backend_on_the_w4a16_checkpoint(pytester, vllm_python, 
         result.stdout.fnmatch_lines(["*PASS backends_agree[[]vllm[]]*"])
     else:
         assert result.ret == 1, result.stdout.str()[-3000:]
-        result.stdout.fnmatch_lines(["*BackendError: *: W4A16 cannot run on vLLM 0.32.0 here: this vLLM CPU build has "
-                                     "no INT4 weight kernel for this processor*"])
+        result.stdout.fnmatch_lines([f"*BackendError: *: W4A16 cannot run on vLLM {vllm_version(vllm_python)} here: "
+                                     "this vLLM CPU build has no INT4 weight kernel for this processor*"])
 
 
 @pytest.fixture(scope="session")

@@ -28,8 +28,10 @@ def test_w4a16_is_recognised_from_the_config():
     assert not has_int4_weights({"quantization_config": w4a8})
 
 
-def test_request_latency_comes_from_the_engine_timestamps_when_it_kept_them():
-    timed = SimpleNamespace(metrics=SimpleNamespace(queued_ts=100.0, last_token_ts=102.5))
-    assert request_latency(timed, batch_seconds=9.0) == 2.5
-    assert request_latency(SimpleNamespace(metrics=None), batch_seconds=9.0) == 9.0
-    assert request_latency(SimpleNamespace(), batch_seconds=9.0) == 9.0
+def test_request_latency_runs_from_the_call_to_the_last_token_when_the_engine_stamped_it():
+    timed = SimpleNamespace(metrics=SimpleNamespace(queued_ts=100.4, last_token_ts=102.5))
+    assert request_latency(timed, sent=100.0, batch_seconds=9.0) == 2.5  # input processing before queueing included
+    assert request_latency(SimpleNamespace(metrics=None), sent=100.0, batch_seconds=9.0) == 9.0
+    assert request_latency(SimpleNamespace(), sent=100.0, batch_seconds=9.0) == 9.0
+    stale = SimpleNamespace(metrics=SimpleNamespace(last_token_ts=99.0))  # a clock that cannot be this call's
+    assert request_latency(stale, sent=100.0, batch_seconds=9.0) == 9.0

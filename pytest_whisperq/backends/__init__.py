@@ -53,7 +53,8 @@ def load_backend(model: ResolvedModel, settings: Settings, role: str, log_dir: P
     if settings.backend == "vllm":
         from pytest_whisperq.backends.vllm_offline import VllmBackend
 
-        return VllmBackend(model, dtype=settings.dtype, language=settings.language)
+        return VllmBackend(model, dtype=settings.dtype, language=settings.language,
+                           memory_fraction=settings.vllm_memory_fraction)
     if settings.backend == "vllm-server":
         from pytest_whisperq.backends.vllm_server import start_vllm_server
 

@@ -51,7 +51,8 @@ class VllmBackend:
     name = "vllm"
     cacheable = True
 
-    def __init__(self, model: ResolvedModel, dtype: str = "auto", language: str = "en", batch_size: int = 32) -> None:
+    def __init__(self, model: ResolvedModel, dtype: str = "auto", language: str = "en", batch_size: int = 32,
+                 memory_fraction: float = 0.3) -> None:
         try:
             import vllm
         except ImportError:
@@ -64,8 +65,13 @@ class VllmBackend:
         self.language = language
         self.batch_size = batch_size
         self.engine_version = vllm.__version__
-        self.prompt = decoder_prompt(model.path, language)
-        if missing_cpu_int4_kernel(json.loads((model.path / "config.json").read_text())):
+        try:
+            self.prompt = decoder_prompt(model.path, language)
+            no_kernel = missing_cpu_int4_kernel(json.loads((model.path / "config.json").read_text()))
+        except (OSError, ValueError, ImportError, AttributeError) as error:
+            raise BackendError(f"{model.label}: cannot prepare vLLM for this checkpoint: {type(error).__name__}: "
+                               f"{error}") from None
+        if no_kernel:
             raise BackendError(f"{model.label}: W4A16 cannot run on vLLM {self.engine_version} here: {NO_CPU_INT4_KERNEL}")
         # vLLM on CPU otherwise reserves 92% of the memory node at start (and refuses when page cache
         # holds part of it); Whisper's 448-token context needs far less. GPU builds ignore it.
@@ -73,6 +79,7 @@ class VllmBackend:
         try:
             self.llm = vllm.LLM(model=str(model.path), max_model_len=MAX_MODEL_LEN, enforce_eager=True, dtype=dtype,
                                 limit_mm_per_prompt={"audio": 1}, trust_remote_code=False,
+                                gpu_memory_utilization=memory_fraction,  # GPU: room for a second engine
                                 disable_log_stats=False)  # per-request timestamps, for latency
         except Exception as error:  # vLLM raises many types for an unloadable checkpoint
             raise BackendError(f"{model.label}: vLLM could not load the checkpoint: {type(error).__name__}: {error}"
@@ -94,7 +101,7 @@ class VllmBackend:
             for utterance in batch:
                 check_duration(utterance.audio, utterance.id)
             prompts = [{"prompt": self.prompt, "multi_modal_data": {"audio": (u.audio, TARGET_RATE)}} for u in batch]
-            began = time.perf_counter()
+            began, sent = time.perf_counter(), time.monotonic()
             try:
                 outputs = self.llm.generate(prompts, self.sampling, use_tqdm=False)
             except Exception as error:  # the engine reports a dead worker as one of many exception types
@@ -105,13 +112,14 @@ class VllmBackend:
             for utterance, output in zip(batch, outputs):
                 completion = output.outputs[0]
                 hypotheses.append(Hypothesis(utterance.id, completion.text.strip(), tuple(completion.token_ids),
-                                             request_latency(output, seconds), len(batch)))
+                                             request_latency(output, sent, seconds), len(batch)))
         return hypotheses
 
 
-def request_latency(output: Any, batch_seconds: float) -> float:
-    """A request's latency inside the engine (queued to last token), as a server's client would see it
-    without the HTTP round trip; the whole batch's wall time when the engine kept no timestamps."""
-    stats = getattr(output, "metrics", None)
-    queued, last = getattr(stats, "queued_ts", 0.0), getattr(stats, "last_token_ts", 0.0)
-    return last - queued if queued and last > queued else batch_seconds
+def request_latency(output: Any, sent: float, batch_seconds: float) -> float:
+    """A request's latency from `sent` (time.monotonic() when generate() was called) to its last token,
+    stamped by the engine on the same system-wide monotonic clock: input processing included, as a
+    server's client sees it less the HTTP round trip. The batch's wall time when the engine kept no
+    timestamps (then every request of the batch shows the same latency)."""
+    last = getattr(getattr(output, "metrics", None), "last_token_ts", 0.0) or 0.0
+    return last - sent if last > sent else batch_seconds

@@ -26,11 +26,12 @@ def vllm_python(settings: Settings) -> Path:
     return Path(explicit) if explicit else Path(sys.executable)
 
 
-def server_command(python: Path, model_dir: Path, port: int, dtype: str) -> list[str]:
+def server_command(python: Path, model_dir: Path, port: int, dtype: str, memory_fraction: float = 0.3) -> list[str]:
     # `vllm serve` is broken in some CPU builds; the module entry point is the same server.
     return [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
             "--served-model-name", SERVED_NAME, "--host", LOOPBACK, "--port", str(port),
-            "--max-model-len", str(MAX_MODEL_LEN), "--enforce-eager", "--dtype", dtype]
+            "--max-model-len", str(MAX_MODEL_LEN), "--enforce-eager", "--dtype", dtype,
+            "--gpu-memory-utilization", str(memory_fraction)]  # GPU: room for the base's server beside it
 
 
 class VllmServerBackend(OpenAIServerBackend):
@@ -50,7 +51,7 @@ def start_vllm_server(model: ResolvedModel, settings: Settings, log_dir: Path) -
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GIB)}
     server = ServerProcess(
         f"vLLM server for {model.label} (python {python}; is vllm installed there? see --whisperq-vllm-python)",
-        server_command(python, model.path, port, dtype), f"http://{LOOPBACK}:{port}/health",
+        server_command(python, model.path, port, dtype, settings.vllm_memory_fraction), f"http://{LOOPBACK}:{port}/health",
         log_dir / f"vllm-{safe_name(model.path.name)}-{port}.log", env=env, startup_timeout=settings.startup_timeout,
         explain=explain,
     )

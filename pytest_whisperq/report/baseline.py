@@ -74,14 +74,14 @@ def saved_runs(storage: Path) -> list[Path]:
 
 
 def save_run(storage: Path, run: dict[str, Any]) -> Path:
-    from pytest_whisperq.report.write import write_atomically
+    from pytest_whisperq.report.write import as_json, write_atomically
 
     storage.mkdir(parents=True, exist_ok=True)
     runs = saved_runs(storage)
     number = int(_SAVED.match(runs[-1].name).group(1)) + 1 if runs else 1
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = storage / f"{number:04d}_{stamp}.json"
-    write_atomically(path, json.dumps(run, indent=2, default=str) + "\n")
+    write_atomically(path, as_json(run))
     return path
 
 
@@ -122,11 +122,37 @@ def figures(run: dict[str, Any], metric: str) -> dict[str, float]:
     return {metric: float(model["figures"][metric])} if model else {}
 
 
+# settings that make two runs' figures comparable at all
+COMPARABLE_SETTINGS = ("data", "data_limit", "backend", "device", "dtype", "language", "requests", "concurrency")
+
+
+def incomparable(baseline: dict[str, Any], current: dict[str, Any], baseline_name: str) -> list[CheckResult]:
+    """A result for each setting in which the two runs differ: their figures measure different things."""
+    before, now = baseline.get("settings") or {}, current.get("settings") or {}
+    return [CheckResult(name=f"baseline_comparable[{key}]", ok=False,
+                        detail=f"{key} is {now.get(key)!r} in this run but {before.get(key)!r} in {baseline_name}: "
+                               "their figures are not comparable; compare with a baseline saved with the same setting")
+            for key in COMPARABLE_SETTINGS if before.get(key) != now.get(key)]
+
+
 def compare(baseline: dict[str, Any], current: dict[str, Any], thresholds: tuple[Threshold, ...],
             baseline_name: str) -> list[CheckResult]:
+    try:
+        return incomparable(baseline, current, baseline_name) + _compare(baseline, current, thresholds, baseline_name)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise BaselineError(f"{baseline_name} is not a report this version can compare with "
+                            f"({type(error).__name__}: {error}); save a new baseline") from None
+
+
+def _compare(baseline: dict[str, Any], current: dict[str, Any], thresholds: tuple[Threshold, ...],
+             baseline_name: str) -> list[CheckResult]:
     results = []
     for threshold in thresholds:
         before, now = figures(baseline, threshold.metric), figures(current, threshold.metric)
+        for label in sorted(set(before) - set(now)):
+            if now:  # a pool the baseline measured and this run did not
+                results.append(CheckResult(name=f"baseline[{label}]", ok=False,
+                                           detail=f"{baseline_name} has {label} but this run did not measure it"))
         if not now:
             results.append(CheckResult(name=f"baseline[{threshold.metric}]", ok=False,
                                        detail=f"{threshold.metric} was not measured in this run, so it cannot be "
@@ -142,10 +168,14 @@ def compare(baseline: dict[str, Any], current: dict[str, Any], thresholds: tuple
 
 
 def _compare_one(label: str, before: float, now: float, threshold: Threshold, baseline_name: str) -> CheckResult:
+    if threshold.unit == "%" and before <= 0:
+        return CheckResult(name=f"baseline[{label}]", ok=False,
+                           detail=f"{label} is {before:g} in {baseline_name}: no change in percent can be taken from "
+                                  "it; save a baseline from a run that measured it")
     if threshold.unit == "points":
         worse_by = (now - before) if threshold.larger_is_worse else (before - now)
     else:
-        change = (now - before) / before * 100.0 if before else 0.0
+        change = (now - before) / before * 100.0
         worse_by = change if threshold.larger_is_worse else -change
     ok = worse_by <= threshold.limit
     unit = " points" if threshold.unit == "points" else "%"

@@ -1,5 +1,5 @@
-"""The end of a run: compare with the baseline, write the reports, save the run; in that order, so
-the reports carry the comparison and the saved run is the one the reports describe."""
+"""The end of a run: compare with the baseline, draw the charts, write the reports, save the run; in
+that order, so the reports carry the comparison and the saved run is the document the reports show."""
 
 from __future__ import annotations
 
@@ -17,14 +17,15 @@ BASELINE_NODE = "baseline comparison"
 
 
 def finish_run(session: WhisperqSession, exit_status: int) -> tuple[list[str], bool]:
-    """Returns the lines to print and whether the baseline comparison failed the run."""
+    """Returns the lines to print and whether the end of the run failed it (a baseline regression)."""
     settings = session.settings
     messages: list[str] = []
     failed = False
+    measured = collect(session, exit_status)
     if settings.baseline_compare is not None:
         try:
             path, baseline = load_run(settings.baseline_storage, settings.baseline_compare)
-            results = compare(baseline, collect(session, exit_status), settings.baseline_fail, path.name)
+            results = compare(baseline, measured, settings.baseline_fail, path.name)
         except BaselineError as error:
             results = [CheckResult(name="baseline", ok=False, detail=str(error))]
         for result in results:
@@ -33,8 +34,17 @@ def finish_run(session: WhisperqSession, exit_status: int) -> tuple[list[str], b
         messages.append(f"baseline comparison {'FAILED' if failed else 'passed'} "
                         f"({sum(r.ok for r in results)} of {len(results)} figures within their limits)")
     status = exit_status or int(failed)
-    written = write_reports(session, status, settings.json, settings.markdown, settings.charts)
-    messages += [f"report written to {path}" for path in written]
+    charts = []
+    if settings.charts is not None:
+        from pytest_whisperq.report.charts import draw
+
+        charts = draw(measured, settings.charts)
+        messages += [f"chart drawn to {chart}" for chart in charts]
+    run = collect(session, status, [str(chart) for chart in charts])  # now with the comparison's results
+    messages += [f"report written to {path}" for path in write_reports(run, settings.json, settings.markdown)]
     if settings.baseline_save:
-        messages.append(f"run saved as baseline {save_run(settings.baseline_storage, collect(session, status))}")
+        if status == 0:
+            messages.append(f"run saved as baseline {save_run(settings.baseline_storage, run)}")
+        else:  # a failed or partial run must not become the reference the next one is held to
+            messages.append(f"run NOT saved as a baseline: it did not pass (exit status {status})")
     return messages, failed

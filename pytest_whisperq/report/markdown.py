@@ -3,7 +3,9 @@ what failed and why), ending with the model card's Evaluation section for base a
 
 from __future__ import annotations
 
+import html
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,16 @@ CARD_ROWS = (
 
 
 def _cell(value: Any) -> str:
+    """Text from checkpoints and transcripts, made inert: HTML escaped (no closing our <details>),
+    Markdown's specials and @mentions escaped, one line."""
     text = "" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value))
-    return text.replace("|", "\\|").replace("\n", " ")
+    text = html.escape(text.replace("\n", " "), quote=False)
+    return re.sub(r"([\\`*_\[\]#|!@~])", r"\\\1", text)
+
+
+def _code(value: Any) -> str:
+    """A code span (backslashes would show there): backticks and line breaks removed, HTML escaped."""
+    return "`" + html.escape(str(value).replace("`", "'").replace("\n", " "), quote=False) + "`"
 
 
 def model_name(run: dict[str, Any], role: str) -> str:
@@ -40,15 +50,15 @@ def checks_table(run: dict[str, Any]) -> list[str]:
         unit = check["unit"]
         observed = "" if check["observed"] is None else f"{_cell(check['observed'])}{' ' + unit if unit else ''}"
         limit = "" if check["limit"] is None else f"{_cell(check['limit'])}{' ' + unit if unit else ''}"
-        lines.append(f"| `{check['name']}` | {'✅ pass' if check['ok'] else '❌ FAIL'} | {observed} | {limit} | "
-                     f"`{_cell(check['test'])}` |")
+        lines.append(f"| {_code(check['name'])} | {'✅ pass' if check['ok'] else '❌ FAIL'} | {observed} | {limit} | "
+                     f"{_code(check['test'])} |")
     return lines
 
 
 def failures(run: dict[str, Any]) -> list[str]:
     lines = []
     for check in (c for c in run["checks"] if not c["ok"]):
-        lines += ["", f"<details><summary><code>{check['name']}</code> failed: {_cell(check['detail'])[:300]}</summary>",
+        lines += ["", f"<details><summary><code>{html.escape(check['name'])}</code> failed: {_cell(check['detail'])[:300]}</summary>",
                   "", *[f"- {_cell(item)}" for item in check["evidence"]], "", "</details>"]
     return lines
 
@@ -97,7 +107,7 @@ def regressions_table(run: dict[str, Any]) -> list[str]:
     lines = ["### Worst per-utterance regressions", "",
              "| utterance | subset | errors base → model (words) | reference | base | model |", "|---|---|---|---|---|---|"]
     for row in rows:
-        lines.append(f"| `{row['id']}` | {row['subset']} | {row['base_errors']} → {row['model_errors']} ({row['words']}) | "
+        lines.append(f"| {_code(row['id'])} | {_cell(row['subset'])} | {row['base_errors']} → {row['model_errors']} ({row['words']}) | "
                      f"{_cell(row['reference'])} | {_cell(row['base'])} | {_cell(row['model'])} |")
     return lines + [""]
 

@@ -7,13 +7,9 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-from pytest_whisperq.report.collect import collect
 from pytest_whisperq.report.markdown import render
-
-if TYPE_CHECKING:
-    from pytest_whisperq.session import WhisperqSession
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -27,19 +23,15 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def write_reports(session: WhisperqSession, exit_status: int, json_path: Path | None,
-                  markdown_path: Path | None, charts_dir: Path | None = None) -> list[Path]:
-    written: list[Path] = []
-    charts: list[str] = []
-    if charts_dir is not None:
-        from pytest_whisperq.report.charts import draw
+def as_json(run: dict[str, Any]) -> str:
+    return json.dumps(run, indent=2, default=str) + "\n"
 
-        drawn = draw(collect(session, exit_status), charts_dir)
-        written += drawn
-        charts = [str(path) for path in drawn]
-    run = collect(session, exit_status, charts)
+
+def write_reports(run: dict[str, Any], json_path: Path | None, markdown_path: Path | None) -> list[Path]:
+    """The collected run as JSON and/or Markdown (chart links relative to the Markdown file)."""
+    written = []
     if json_path is not None:
-        write_atomically(json_path, json.dumps(run, indent=2, default=str) + "\n")
+        write_atomically(json_path, as_json(run))
         written.append(json_path)
     if markdown_path is not None:
         write_atomically(markdown_path, render(run, markdown_path.parent))
