@@ -116,7 +116,7 @@ class WhisperqSession:
         chosen, main = self.settings.agreement_backend, self.settings.backend
         if chosen == "auto":
             return "transformers" if main != "transformers" else None
-        return None if chosen in ("none", main) else chosen
+        return None if chosen == "none" else chosen  # the run's own backend is refused with the settings
 
     def close(self) -> None:
         """Release every backend (servers started here are stopped): called when pytest ends."""

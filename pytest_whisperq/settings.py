@@ -427,6 +427,9 @@ def build_settings(cli: dict[str, Any], ini: dict[str, str | None], ini_dir: Pat
         values[option.name] = value
     if values["cache_dir"] is None:
         values["cache_dir"] = default_cache_root()
+    if values["agreement_backend"] == values["backend"]:
+        raise ConfigError(f"--whisperq-agreement-backend={values['backend']} is the run's own backend: agreement compares "
+                          "two different ones (name another, or 'none' to turn it off)")
     if values["baseline_compare"] is not None and values["baseline_fail"] is None:
         raise ConfigError("--whisperq-baseline-compare needs --whisperq-baseline-fail: the regressions that fail the "
                           "run, e.g. --whisperq-baseline-fail=wer:0.3,rtfx:10%")

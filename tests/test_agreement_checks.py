@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+pytest_plugins = ["pytester"]
+
 from pytest_whisperq.backends import Hypothesis
 from pytest_whisperq.checks.agreement import check_backend_agreement
 
@@ -59,3 +61,10 @@ def test_different_utterance_sets_are_refused():
     with pytest.raises(ValueError, match="different utterances"):
         check_backend_agreement("transformers", "vllm", hyps(TEXTS), hyps({"u1": "x"}), lower, 2.0)
 
+
+
+def test_agreement_with_the_runs_own_backend_is_a_usage_error(pytester):
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest("--whisperq-agreement-backend=transformers")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--whisperq-agreement-backend=transformers is the run's own backend*'none'*"])

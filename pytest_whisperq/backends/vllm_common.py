@@ -28,7 +28,9 @@ def explain(log_text: str) -> str:
 
 def has_int4_weights(config: dict) -> bool:
     """A compressed-tensors checkpoint with 4-bit weights and no quantized activations (W4A16)."""
-    quantization = config.get("quantization_config") or config.get("compression_config") or {}
-    groups = quantization.get("config_groups") or {}
+    from pytest_whisperq.checks.quant_config import find_quantization_config
+
+    quantization, _ = find_quantization_config(config)
+    groups = (quantization or {}).get("config_groups") or {}
     return any((group.get("weights") or {}).get("num_bits") == 4 and not group.get("input_activations")
                for group in groups.values() if isinstance(group, dict))

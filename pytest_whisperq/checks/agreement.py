@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pytest_whisperq.checks.transcripts import word_errors
+from pytest_whisperq.checks.sanity import disagreement
 from pytest_whisperq.results import CheckResult, evidence_list
 from pytest_whisperq.text import Normalizer
 
@@ -38,9 +38,8 @@ def divergences(reference: Sequence[Hypothesis], other: Sequence[Hypothesis], no
         raise ValueError(f"the two backends transcribed different utterances (missing: {missing[:5]})")
     rows = []
     for ref in reference:
-        ref_norm, other_norm = normalize(ref.text), normalize(others[ref.id].text)
-        rows.append(Divergence(ref.id, word_errors(ref_norm, other_norm), len(ref_norm.split()),
-                               ref.text, others[ref.id].text))
+        edits, words = disagreement(ref.text, others[ref.id].text, normalize)
+        rows.append(Divergence(ref.id, edits, words, ref.text, others[ref.id].text))
     return rows
 
 
