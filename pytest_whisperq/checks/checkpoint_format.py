@@ -233,7 +233,8 @@ def _tensor_difference(model: CheckpointTensors, name: str, base: CheckpointTens
     if np.array_equal(ours.view(np.uint16), theirs.view(np.uint16)):
         return ""
     differing = int(np.count_nonzero(ours.view(np.uint16) != theirs.view(np.uint16)))
-    delta = float(np.nanmax(np.abs(ours.astype(np.float32) - theirs.astype(np.float32))))
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN or inf in a damaged tensor: still a difference
+        delta = float(np.nanmax(np.abs(ours.astype(np.float32) - theirs.astype(np.float32))))
     return f"{differing} of {ours.size} values differ (max |difference| {delta:.3g})"
 
 
