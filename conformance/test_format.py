@@ -9,13 +9,22 @@ from pytest_whisperq.checks.checkpoint_format import (
     check_untouched_tensors_equal,
     check_untouched_tensors_layout,
 )
-from pytest_whisperq.checks.compat import check_same_architecture
+from pytest_whisperq.checks.compat import check_loadable, check_same_architecture, check_same_vocabulary
 from pytest_whisperq.checks.fidelity import check_dequantized_close
 from pytest_whisperq.checks.quant_config import check_model_dtype, check_quantization_config
+from pytest_whisperq.models.processor_files import missing_processor_files
 
 
 def test_same_architecture_as_base(whisperq_model_tensors, whisperq_base_tensors, whisperq_check):
     whisperq_check(check_same_architecture(whisperq_model_tensors.config, whisperq_base_tensors.config))
+
+
+def test_same_vocabulary_as_base(whisperq_model_vocabulary, whisperq_base_vocabulary, whisperq_check):
+    whisperq_check(check_same_vocabulary(whisperq_model_vocabulary, whisperq_base_vocabulary))
+
+
+def test_checkpoint_complete(whisperq_model_ref, whisperq_check):
+    whisperq_check(check_loadable(missing_processor_files(whisperq_model_ref.path)))
 
 
 def test_quantization_config(whisperq_model_tensors, whisperq_scheme, whisperq_check):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -50,16 +51,26 @@ def load_local_dataset(
     if not metadata.is_file():
         raise DataError(f"{directory}: no {METADATA_NAME}; a data folder needs one with columns file, text")
     wanted = set(subsets) if subsets is not None else None
-    with open(metadata, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    try:
+        with open(metadata, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DataError(f"{metadata}: cannot be read ({type(error).__name__}: {error}); it must be a UTF-8, "
+                        "tab-separated file with a header line naming the columns file and text") from None
     if rows and not {"file", "text"} <= set(rows[0]):
-        raise DataError(f"{metadata}: columns {sorted(rows[0])} lack 'file' and 'text'")
+        raise DataError(f"{metadata}: columns {sorted(k for k in rows[0] if k)} lack 'file' and 'text'")
     utterances = []
     for line, row in enumerate(rows, start=2):
         subset = row.get("subset") or "default"
         if wanted is not None and subset not in wanted:
             continue
-        path = directory / row["file"]
+        if not (row.get("file") or "").strip():
+            raise DataError(f"{metadata}:{line}: no audio file named (every row needs file and text, tab-separated)")
+        relative = Path(os.path.normpath(row["file"]))
+        if relative.is_absolute() or relative.parts[0] == "..":  # a data folder names its own files only
+            raise DataError(f"{metadata}:{line}: audio file {row['file']} lies outside {directory}; "
+                            "name it relative to the folder")
+        path = directory / relative
         if not path.is_file():
             raise DataError(f"{metadata}:{line}: audio file {row['file']} does not exist")
         audio = load_audio(path)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from pytest_whisperq.text import Normalizer
 
 SESSION_KEY = pytest.StashKey[WhisperqSession]()
+GATED_PROPERTY = "whisperq_gate"  # user property of every test that uses a whisperq fixture
 # Fixtures that cannot work without --whisperq-model (directly or through another fixture).
 NEEDS_MODEL = {"whisperq_model", "whisperq_model_ref"}
 
@@ -55,7 +56,8 @@ def pytest_configure(config: pytest.Config) -> None:
                                         or settings.baseline_compare):
         raise pytest.UsageError("the whisperq reports and baselines are made from one process's results: run "
                                 "without pytest-xdist's -n (the models are loaded once a process anyway)")
-    config.stash[SESSION_KEY] = WhisperqSession(settings)
+    config.stash[SESSION_KEY] = state = WhisperqSession(settings)
+    config.pluginmanager.register(_SkipRecorder(state), "whisperq-skip-recorder")
 
 
 def _runs_xdist_workers(config: pytest.Config) -> bool:
@@ -70,17 +72,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None or hasattr(session.config, "workerinput"):  # xdist workers leave it to the controller
         return
     settings = state.settings
-    if settings.baseline_compare is None and not settings.baseline_save and settings.json is None \
-            and settings.markdown is None and settings.charts is None:
-        return
-    from pytest_whisperq.report.finish import finish_run
-
-    try:
-        messages, failed = finish_run(state, int(session.exitstatus))
-    except (WhisperqError, OSError) as error:  # a report that cannot be written fails the run, with the reason
-        messages, failed = [f"the end of the run failed: {type(error).__name__}: {error}"], True
-    if failed and session.exitstatus == pytest.ExitCode.OK:
+    messages = state.notes + state.unrun_checks()
+    if state.skipped and not settings.allow_skip and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if settings.baseline_compare is not None or settings.baseline_save or settings.json is not None \
+            or settings.markdown is not None or settings.charts is not None:
+        from pytest_whisperq.report.finish import finish_run
+
+        try:
+            more, failed = finish_run(state, int(session.exitstatus))
+        except (WhisperqError, OSError) as error:  # a report that cannot be written fails the run, with the reason
+            more, failed = [f"the end of the run failed: {type(error).__name__}: {error}"], True
+        messages += more
+        if failed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         for message in messages:
@@ -96,10 +101,65 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     from pytest_whisperq.quantize import llmcompressor_available
 
-    if config.stash[SESSION_KEY].settings.model is not None or llmcompressor_available():
+    state = config.stash[SESSION_KEY]
+    _deselect_agreement_without_a_second_backend(state, config, items)
+    for item in items:
+        if _uses_whisperq(item):  # travels with every report, through xdist too: see pytest_runtest_logreport
+            item.user_properties.append((GATED_PROPERTY, "required"))
+    if state.settings.model is not None or llmcompressor_available():
         return  # a named model, or the base quantized here
     if any(NEEDS_MODEL & set(getattr(item, "fixturenames", ())) for item in items):
         raise pytest.UsageError(NO_MODEL_MESSAGE)
+
+
+def _uses_whisperq(item: pytest.Item) -> bool:
+    return any(name.startswith("whisperq_") for name in getattr(item, "fixturenames", ()))
+
+
+def _deselect_agreement_without_a_second_backend(state: WhisperqSession, config: pytest.Config,
+                                                 items: list[pytest.Item]) -> None:
+    """Cross-backend agreement is not a check of this run when it has one backend: deselected, and said
+    so in the summary, instead of a skip that reads like a check that could not run."""
+    if state.agreement_backend() is not None:
+        return
+    agreement = [item for item in items if "whisperq_agreement_transcripts" in getattr(item, "fixturenames", ())]
+    if agreement:
+        items[:] = [item for item in items if item not in agreement]
+        config.hook.pytest_deselected(items=agreement)
+        chosen = state.settings.agreement_backend
+        state.notes.append(
+            f"{len(agreement)} cross-backend agreement test(s) deselected: "
+            + ("--whisperq-agreement-backend=none" if chosen == "none" else
+               f"this run uses only the {state.settings.backend} backend (set --whisperq-agreement-backend=NAME "
+               "to compare it with another)")
+        )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A test that asked for `whisperq_check` and passed without recording a result checked nothing: it fails."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.when != "call" or not report.passed or "whisperq_check" not in getattr(item, "fixturenames", ()):
+        return
+    state = item.config.stash.get(SESSION_KEY, None)
+    if state is not None and not any(nodeid == item.nodeid for nodeid, _ in state.results):
+        report.outcome = "failed"
+        report.longrepr = (f"{item.nodeid} asked for whisperq_check but recorded no result: the check did not run, "
+                           "so it cannot pass. Call whisperq_check(result) with the check's result")
+
+
+class _SkipRecorder:
+    """Remembers every whisperq test that was skipped (xfail aside): by default that fails the run.
+    Reports carry the mark in their user properties, so this works on the xdist controller too."""
+
+    def __init__(self, state: WhisperqSession) -> None:
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.skipped and not hasattr(report, "wasxfail") and (GATED_PROPERTY, "required") in report.user_properties:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            self.state.skipped.append((report.nodeid, reason.removeprefix("Skipped: ")))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -125,7 +185,9 @@ def _as_test_failure() -> Iterator[None]:
     try:
         yield
     except WhisperqError as error:
-        pytest.fail(f"{type(error).__name__}: {error}", pytrace=False)
+        # `from None`: the message is the whole story; pytest would otherwise print the error twice,
+        # joined by "During handling of the above exception, another exception occurred"
+        raise pytest.fail.Exception(f"{type(error).__name__}: {error}", pytrace=False) from None
 
 
 # --- fixtures -------------------------------------------------------------------------------
@@ -180,6 +242,20 @@ def whisperq_base_tensors(whisperq_session: WhisperqSession, whisperq_base_ref: 
     """The base's config and safetensors headers; tensors read on demand."""
     with _as_test_failure():
         return whisperq_session.tensors("base")
+
+
+@pytest.fixture(scope="session")
+def whisperq_model_vocabulary(whisperq_session: WhisperqSession, whisperq_model_ref: ResolvedModel) -> dict[str, int]:
+    """The checkpoint under test's tokenizer vocabulary, token -> id (read as JSON, nothing executed)."""
+    with _as_test_failure():
+        return whisperq_session.vocabulary("model")
+
+
+@pytest.fixture(scope="session")
+def whisperq_base_vocabulary(whisperq_session: WhisperqSession, whisperq_base_ref: ResolvedModel) -> dict[str, int]:
+    """The base's tokenizer vocabulary, token -> id."""
+    with _as_test_failure():
+        return whisperq_session.vocabulary("base")
 
 
 @pytest.fixture(scope="session")

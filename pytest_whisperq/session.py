@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pytest_whisperq.cache import Cache
-from pytest_whisperq.errors import ConfigError
+from pytest_whisperq.errors import CheckpointError, ConfigError
 from pytest_whisperq.results import CheckResult
 from pytest_whisperq.settings import Settings
 
@@ -41,6 +41,8 @@ class WhisperqSession:
         self.results: list[tuple[str, CheckResult]] = []
         self._memo: dict[Any, Any] = {}
         self._backends: list[Backend] = []
+        self.skipped: list[tuple[str, str]] = []  # (test, reason): whisperq tests that did not run
+        self.notes: list[str] = []  # what the run chose not to check, and why (printed at the end)
         self.transcript_sources: dict[tuple[str, str], tuple[int, bool]] = {}  # (path, data) -> (count, reused)
 
     def _once(self, key: Any, build: Callable[[], T]) -> T:
@@ -100,6 +102,8 @@ class WhisperqSession:
         from pytest_whisperq.backends import load_backend
 
         resolved = self.resolved(role)
+        if role == "base":  # the base is loaded only to be compared with: refuse a pair that cannot be
+            self.require_comparable_pair()
         name = name or self.settings.backend
         settings = replace(self.settings, backend=name)
 
@@ -110,6 +114,22 @@ class WhisperqSession:
 
         # keyed by role too: with --whisperq-backend=openai the base and the model have their own endpoints
         return self._once(("backend", name, resolved.path, role if name == "openai" else None), build)
+
+    def require_comparable_pair(self) -> None:
+        """The model's and the base's transcripts mean the same only with one architecture and one
+        vocabulary; otherwise every comparison (WER delta, agreement with the base, speed ratio) is void."""
+        from pytest_whisperq.checks.compat import pair_problems
+
+        def check() -> None:
+            model, base = self.tensors("model"), self.tensors("base")
+            problems = pair_problems(model.config, base.config, self.vocabulary("model"), self.vocabulary("base"))
+            if problems:
+                raise CheckpointError(
+                    f"the model under test ({model.path}) cannot be compared with the base ({base.path}): "
+                    + "; ".join(problems) + ". Pass the base it was quantized from with --whisperq-base"
+                )
+
+        self._once("comparable_pair", check)
 
     def agreement_backend(self) -> str | None:
         """The second backend the model's transcripts are compared with, if this run has one."""
@@ -132,6 +152,13 @@ class WhisperqSession:
         resolved = self.resolved(role)
         return self._once(("tensors", resolved.path),
                           lambda: CheckpointTensors.open(resolved.path, self.settings.allow_pickle))
+
+    def vocabulary(self, role: str) -> dict[str, int]:
+        """The role's tokenizer vocabulary (token -> id), read as JSON."""
+        from pytest_whisperq.models.processor_files import vocabulary
+
+        path = self.resolved(role).path
+        return self._once(("vocabulary", path), lambda: vocabulary(path))
 
     def scheme(self) -> Scheme:
         from pytest_whisperq.checks.quant_config import Scheme
@@ -233,7 +260,7 @@ class WhisperqSession:
         return Throughput(
             label=role, backend=backend.name, requests=len(requests), succeeded=len(hypotheses), wall_seconds=wall,
             audio_seconds=sum(u.seconds for u in requests), output_tokens=sum(len(h.tokens) for h in hypotheses),
-            latencies=tuple(h.batch_seconds for h in hypotheses),
+            latencies=tuple(h.batch_seconds for h in hypotheses), retried=sum(h.attempts > 1 for h in hypotheses),
         )
 
     # --- what the run made, for the reports (nothing is computed here) --------------------
@@ -254,6 +281,16 @@ class WhisperqSession:
         return [{"model": str(backend.model.path), **backend.identity()} for backend in self._backends]
 
     # --- results ------------------------------------------------------------------------
+    def unrun_checks(self) -> list[str]:
+        """The end-of-run verdict on skipped whisperq tests: each fails the run unless allowed."""
+        if not self.skipped:
+            return []
+        verdict = ("accepted (--whisperq-allow-skip)" if self.settings.allow_skip else
+                   "FAIL: a gate that could not check must not pass; fix the cause, or pass --whisperq-allow-skip "
+                   "to accept it")
+        return [f"{len(self.skipped)} whisperq check(s) skipped, {verdict}:"] + [
+            f"  {nodeid}: {reason}" for nodeid, reason in self.skipped]
+
     def record(self, nodeid: str, result: CheckResult) -> None:
         self.results.append((nodeid, result))
 

@@ -336,6 +336,9 @@ OPTIONS: tuple[Option, ...] = (
               "(metrics: wer in points; rtfx, requests_per_s, output_tokens_per_s, latency_p95_s in percent)"),
     _opt("allow_pickle", _flag, default="false", is_flag=True,
          help="allow loading pickled (.bin/.pt) weights, which can run arbitrary code (default: refuse)"),
+    _opt("allow_skip", _flag, default="false", is_flag=True,
+         help="accept whisperq checks that were skipped (default: a skipped check fails the run, since a gate "
+              "that could not check must not pass)"),
 )
 
 
@@ -389,6 +392,7 @@ class Settings:
     baseline_compare: str | None
     baseline_fail: tuple[Any, ...] | None
     allow_pickle: bool
+    allow_skip: bool
 
 
 PATH_OPTIONS = ("cache_dir", "json", "markdown", "charts", "baseline_storage")  # data and calib_data may be hf:..., anchored only if they exist

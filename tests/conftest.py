@@ -96,3 +96,23 @@ def parquet_dataset(tmp_path_factory):
     dataset = datasets.Dataset.from_list(rows).cast_column("audio", datasets.Audio())
     dataset.to_parquet(str(root / "data" / "test-00000-of-00001.parquet"))
     return root
+
+
+@pytest.fixture
+def run_suite(pytester: pytest.Pytester, whisper_tiny_en_dir: Path):
+    """`run_suite(*args)`: the shipped conformance suite run as a user runs it, in a subprocess (the
+    module using it declares `pytest_plugins = ["pytester"]`)."""
+    from pytest_whisperq.resources import conformance_dir
+
+    # pytester moves HOME; point at the cache the real models were built in, to reuse them.
+    cache_root = whisper_tiny_en_dir.parents[1]
+
+    def run(*args: str) -> pytest.RunResult:
+        # A short throughput measurement with a loose relative floor: these tests are about the plugin,
+        # and 8 requests on a shared CI runner are too noisy for the default 0.8.
+        return pytester.runpytest_subprocess(
+            str(conformance_dir()), f"--whisperq-cache-dir={cache_root}", "-p", "no:cacheprovider",
+            "--whisperq-requests=8", "--whisperq-warmup=1", "--whisperq-min-throughput-ratio=0.3", *args
+        )
+
+    return run

@@ -4,7 +4,9 @@
 
 MODE: ok (answers "hello world"), exit (exits at once with status 3), never-ready (/health is 503
 forever), die-after-N (exits after N transcriptions), http-500 (every transcription is an error),
-ignore-term (ignores SIGTERM, so only SIGKILL stops it). It writes its pid to stdout first.
+ignore-term (ignores SIGTERM, so only SIGKILL stops it), hang-after-N (after N transcriptions it
+never answers again), drop-first (closes the first transcription's connection without an answer,
+then answers), garbage (answers 200 with text that is not JSON). It writes its pid to stdout first.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import os
 import signal
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 if len(sys.argv) == 3:
@@ -58,6 +61,22 @@ class Handler(BaseHTTPRequestHandler):
             sys.stdout.write("RuntimeError: the engine is overloaded\n")
             sys.stdout.flush()
             self._answer(500, {"error": "the engine is overloaded"})
+            return
+        if MODE.startswith("hang-after-") and served >= int(MODE.rsplit("-", 1)[1]):
+            sys.stdout.write("hanging on purpose\n")
+            sys.stdout.flush()
+            time.sleep(3600)
+        if MODE == "drop-first" and served == 0 and not getattr(Handler, "dropped", False):
+            Handler.dropped = True
+            sys.stdout.write("dropping a connection on purpose\n")
+            sys.stdout.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        if MODE == "garbage":
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"<html>proxy error</html>")
             return
         if MODE.startswith("die-after-") and served >= int(MODE.rsplit("-", 1)[1]):
             sys.stdout.write("dying on purpose\n")

@@ -56,7 +56,8 @@ def _wav(seconds: float = 0.5) -> bytes:
     import soundfile
 
     buffer = io.BytesIO()
-    soundfile.write(buffer, np.zeros(int(seconds * TARGET_RATE), np.float32), TARGET_RATE, format="WAV")
+    tone = 0.1 * np.sin(np.arange(int(seconds * TARGET_RATE), dtype=np.float32) * 0.2)  # audible, not speech
+    soundfile.write(buffer, tone, TARGET_RATE, format="WAV")
     return buffer.getvalue()
 
 
@@ -96,9 +97,11 @@ def test_silence_clips_have_no_speech_and_a_fixed_content():
 
 
 def test_audio_normalisation_edge_cases():
-    stereo = np.stack([np.ones(800), -np.ones(800)], axis=1)
-    assert np.allclose(to_mono_16k(stereo, TARGET_RATE), 0)
-    assert len(to_mono_16k(np.zeros(441), 44_100)) == 160
+    tone = 0.3 * np.sin(np.linspace(0, 200 * np.pi, 800))
+    assert np.allclose(to_mono_16k(np.stack([tone, tone / 3], axis=1), TARGET_RATE), tone * 2 / 3, atol=1e-6)
+    assert len(to_mono_16k(np.resize(tone, 441), 44_100)) == 160
+    with pytest.raises(AudioError, match="silent: RMS -inf dBFS"):  # channels in opposite phase cancel out
+        to_mono_16k(np.stack([tone, -tone], axis=1), TARGET_RATE)
     with pytest.raises(AudioError, match="no samples"):
         to_mono_16k(np.zeros(0), TARGET_RATE)
     with pytest.raises(AudioError, match="NaN"):

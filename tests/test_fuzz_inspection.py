@@ -23,7 +23,7 @@ from pytest_whisperq.checks.compat import check_same_architecture
 from pytest_whisperq.checks.format_suite import format_checks
 from pytest_whisperq.checks.quant_config import Scheme, check_ignore_list, check_model_dtype, check_quantization_config
 from pytest_whisperq.errors import WhisperqError
-from pytest_whisperq.models.tensors import DTYPES, INDEX_NAME, CheckpointTensors, read_safetensors_header
+from pytest_whisperq.models.tensors import DTYPES, INDEX_NAME, CheckpointTensors
 from pytest_whisperq.results import CheckResult
 from checkpoint_factory import build_synthetic_pair
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import textwrap
@@ -66,8 +67,8 @@ def test_hub_miss_offline_says_what_to_do(tmp_path, spec):
 def _checkpoint(directory: Path, model_type: str = "whisper", weights: tuple[str, ...] = ("model.safetensors",)) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps({"model_type": model_type}))
-    for name in weights:
-        (directory / name).write_bytes(b"x")
+    for name in weights:  # an empty but well-formed safetensors file; pickles are never opened here
+        (directory / name).write_bytes(struct.pack("<Q", 2) + b"{}" if name.endswith(".safetensors") else b"x")
     return directory
 
 
@@ -79,6 +80,10 @@ def test_local_checkpoint_validation(tmp_path):
         validate_checkpoint_dir(_checkpoint(tmp_path / "llama", "llama"), False, "llama")
     with pytest.raises(CheckpointError, match=r"no weights \(\*.safetensors\)"):
         validate_checkpoint_dir(_checkpoint(tmp_path / "none", weights=()), False, "none")
+    truncated = _checkpoint(tmp_path / "truncated")
+    (truncated / "model.safetensors").write_bytes(struct.pack("<Q", 2000) + b"{}")
+    with pytest.raises(CheckpointError, match="header claims 2000 bytes but the file has 10"):
+        validate_checkpoint_dir(truncated, False, "truncated")
     (tmp_path / "bad-json").mkdir()
     (tmp_path / "bad-json" / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):

@@ -32,10 +32,12 @@ def pid_of(server: ServerProcess) -> int:
     return server.process.pid
 
 
-def backend_for(server: ServerProcess, whisper_tiny_en_dir: Path, retries: int = 1) -> OpenAIServerBackend:
+def backend_for(server: ServerProcess, whisper_tiny_en_dir: Path, retries: int = 1,
+                request_timeout: float = 10) -> OpenAIServerBackend:
     url = server.health_url.removesuffix("/health") + "/v1"
     model = ResolvedModel(parse_model_spec(str(whisper_tiny_en_dir)), whisper_tiny_en_dir)
-    return OpenAIServerBackend(model, url, "whisper", concurrency=4, request_timeout=10, retries=retries, server=server)
+    return OpenAIServerBackend(model, url, "whisper", concurrency=4, request_timeout=request_timeout, retries=retries,
+                               server=server)
 
 
 def clips(count: int) -> list[Utterance]:
@@ -106,3 +108,57 @@ def test_a_missing_python_is_a_clear_error(tmp_path):
                            tmp_path / "x.log")
     with pytest.raises(BackendError, match=r"vLLM server: could not run .*no-python"):
         server.start()
+
+
+def test_a_server_that_hangs_mid_run_times_out_within_the_limits_and_is_stopped(tmp_path, whisper_tiny_en_dir):
+    server = fake_server(tmp_path, "hang-after-2")
+    server.start()
+    pid = pid_of(server)
+    began = time.monotonic()
+    try:
+        with pytest.raises(BackendError, match=r"u\d+: no answer from .* after 2 attempts \(ReadTimeout: .*each waits at "
+                                               r"most --whisperq-request-timeout=2 s\)"):
+            backend_for(server, whisper_tiny_en_dir, retries=1, request_timeout=2).transcribe(clips(6))
+        # 2 attempts of at most 2 s each, a pause between them, and the other requests in flight alongside
+        assert time.monotonic() - began < 15
+    finally:
+        server.stop(grace=2)
+    assert gone(pid)
+
+
+def transcribed_by(tmp_path: Path, mode: str, model_dir: Path, count: int):
+    server = fake_server(tmp_path, mode)
+    server.start()
+    try:
+        return backend_for(server, model_dir, retries=2).transcribe(clips(count))
+    finally:
+        server.stop()
+
+
+def test_a_dropped_connection_is_retried_and_counted(tmp_path, whisper_tiny_en_dir):
+    hypotheses = transcribed_by(tmp_path, "drop-first", whisper_tiny_en_dir, 1)
+    assert [h.text for h in hypotheses] == ["hello world"]
+    assert hypotheses[0].attempts == 2
+    assert hypotheses[0].batch_seconds >= 0.5  # the latency includes the failed attempt and the pause after it
+
+
+def test_a_retried_request_makes_the_throughput_measurement_fail(tmp_path, whisper_tiny_en_dir):
+    """A retry hides a faltering server: the run's figures are refused, not kept or measured again."""
+    from pytest_whisperq.checks.throughput import Throughput, check_measured
+
+    hypotheses = transcribed_by(tmp_path, "drop-first", whisper_tiny_en_dir, 4)
+    result = check_measured(Throughput("model", "openai", 4, len(hypotheses), 1.0, 8.0, 8, tuple(h.batch_seconds for h in hypotheses),
+                                       retried=sum(h.attempts > 1 for h in hypotheses)))
+    assert not result.ok
+    assert "1 of 4 requests needed a transport retry" in result.detail
+
+
+def test_an_answer_that_is_not_a_transcript_is_an_error_not_retried(tmp_path, whisper_tiny_en_dir):
+    server = fake_server(tmp_path, "garbage")
+    server.start()
+    try:
+        with pytest.raises(BackendError, match=r"u0: .* answered without a transcript: <html>proxy error</html>"):
+            backend_for(server, whisper_tiny_en_dir, retries=2).transcribe(clips(1))
+        assert sum("POST" in line for line in server.log_path.read_text().splitlines()) == 1
+    finally:
+        server.stop()

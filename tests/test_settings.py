@@ -57,13 +57,13 @@ def test_option_table_names_flags_and_ini_keys() -> None:
         "max_silence_words", "requests", "warmup", "min_rps", "min_rtfx", "min_tokens_per_second",
         "min_throughput_ratio", "group_size", "max_layer_error", "layer_error_factor", "json", "markdown", "charts",
         "baseline_storage", "baseline_save", "baseline_compare", "baseline_fail",
-        "allow_pickle",
+        "allow_pickle", "allow_skip",
     ]
     assert BY_NAME["cache_dir"].flag == "--whisperq-cache-dir"
     assert BY_NAME["cache_dir"].ini == "whisperq_cache_dir"
     assert BY_NAME["max_wer"].flag == "--whisperq-max-wer"
     assert BY_NAME["allow_pickle"].is_flag
-    assert [o.name for o in OPTIONS if o.is_flag] == ["baseline_save", "allow_pickle"]
+    assert [o.name for o in OPTIONS if o.is_flag] == ["baseline_save", "allow_pickle", "allow_skip"]
 
 
 def test_every_default_parses() -> None:

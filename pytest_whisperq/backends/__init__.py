@@ -23,6 +23,7 @@ class Hypothesis:
     tokens: tuple[int, ...]
     batch_seconds: float  # wall time of the generate() call that produced it
     batch_size: int
+    attempts: int = 1  # requests sent for it: more than one after a transport error was retried
 
 
 class Backend(Protocol):
@@ -45,6 +46,9 @@ class Backend(Protocol):
 
 def load_backend(model: ResolvedModel, settings: Settings, role: str, log_dir: Path) -> Backend:
     """The configured backend for `model` (`role` is "model" or "base": it picks the endpoint URL)."""
+    from pytest_whisperq.models.processor_files import require_processor_files
+
+    require_processor_files(model.path, model.label)  # before a library fails on it with a traceback
     if settings.backend == "transformers":
         from pytest_whisperq.backends.transformers_backend import TransformersBackend
 

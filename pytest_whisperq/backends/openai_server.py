@@ -78,24 +78,27 @@ class OpenAIServerBackend:
             self.server.stop()
 
     # --- requests -------------------------------------------------------------------------
-    def _post(self, client: Any, utterance: Utterance) -> tuple[str, float]:
+    def _post(self, client: Any, utterance: Utterance) -> tuple[str, float, int]:
+        """(transcript, seconds from the first attempt to the answer, attempts). Only transport errors
+        (no answer at all) are retried, `retries` times; any answer, an error included, is final."""
         import httpx
 
         files = {"file": (f"{utterance.id}.wav", wav_bytes(utterance.audio), "audio/wav")}
         data = {"model": self.served_name, "language": self.language, "temperature": "0", "response_format": "json"}
-        for attempt in range(self.retries + 1):
+        began = time.perf_counter()  # latency counts every attempt: a retried request was slow
+        for attempt in range(1, self.retries + 2):
             if self.server is not None:
                 self.server.check_alive()
-            began = time.perf_counter()
             try:
                 response = client.post(f"{self.url}/audio/transcriptions", files=files, data=data)
             except httpx.TransportError as error:  # connection refused/reset, timeout: the request never got an answer
-                if attempt == self.retries:
+                if attempt > self.retries:
                     if self.server is not None:
                         self.server.check_alive()
-                    raise BackendError(f"{utterance.id}: no answer from {self.url} after {self.retries + 1} attempts "
-                                       f"({type(error).__name__}: {error})") from None
-                time.sleep(0.5 * (attempt + 1))
+                    raise BackendError(f"{utterance.id}: no answer from {self.url} after {attempt} attempts "
+                                       f"({type(error).__name__}: {error}; each waits at most "
+                                       f"--whisperq-request-timeout={self.request_timeout:g} s)") from None
+                time.sleep(0.5 * attempt)
                 continue
             latency = time.perf_counter() - began
             if response.status_code != 200:
@@ -105,7 +108,7 @@ class OpenAIServerBackend:
                 raise BackendError(f"{utterance.id}: {self.url} answered HTTP {response.status_code}: "
                                    f"{response.text[:500]}{cause}")
             try:
-                return str(response.json()["text"]).strip(), latency
+                return str(response.json()["text"]).strip(), latency, attempt
             except (ValueError, KeyError, TypeError):
                 raise BackendError(f"{utterance.id}: {self.url} answered without a transcript: {response.text[:500]}") from None
         raise AssertionError("unreachable")
@@ -119,12 +122,22 @@ class OpenAIServerBackend:
         with httpx.Client(timeout=self.request_timeout, limits=limits) as client, \
                 ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             answers = list(pool.map(lambda u: self._post(client, u), utterances))
-        return [Hypothesis(u.id, text, self._tokens(text), latency, 1) for u, (text, latency) in zip(utterances, answers)]
+        return [Hypothesis(u.id, text, self._tokens(text), latency, 1, attempts)
+                for u, (text, latency, attempts) in zip(utterances, answers)]
 
     def _tokens(self, text: str) -> tuple[int, ...]:
         """Output tokens, counted with the checkpoint's own tokenizer (the endpoint returns text only)."""
+        if not text:
+            return ()
         if self._tokenizer is None:
-            from tokenizers import Tokenizer
+            if (self.model.path / "tokenizer.json").is_file():
+                from tokenizers import Tokenizer
 
-            self._tokenizer = Tokenizer.from_file(str(self.model.path / "tokenizer.json"))
-        return tuple(self._tokenizer.encode(" " + text, add_special_tokens=False).ids) if text else ()
+                fast = Tokenizer.from_file(str(self.model.path / "tokenizer.json"))
+                self._tokenizer = lambda t: fast.encode(t, add_special_tokens=False).ids
+            else:  # vocab.json + merges.txt only
+                from transformers import WhisperTokenizerFast
+
+                slow = WhisperTokenizerFast.from_pretrained(str(self.model.path))
+                self._tokenizer = lambda t: slow.encode(t, add_special_tokens=False)
+        return tuple(self._tokenizer(" " + text))

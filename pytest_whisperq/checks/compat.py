@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_whisperq.results import CheckResult
+from pytest_whisperq.results import CheckResult, evidence_list
 
 ARCHITECTURE_KEYS = (
     "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads", "decoder_attention_heads",
@@ -31,3 +31,51 @@ def check_same_architecture(model_config: dict[str, Any], base_config: dict[str,
         ),
         evidence=differences,
     )
+
+
+def check_same_vocabulary(model_vocabulary: dict[str, int], base_vocabulary: dict[str, int]) -> CheckResult:
+    """The tokenizer must map every token to the base's id: the same ids must mean the same text, or the
+    model's transcripts are decoded with another vocabulary than it was trained on."""
+    differences = [
+        f"{token!r}: model id {model_vocabulary.get(token)}, base id {base_vocabulary.get(token)}"
+        for token in sorted(set(model_vocabulary) | set(base_vocabulary))
+        if model_vocabulary.get(token) != base_vocabulary.get(token)
+    ]
+    return CheckResult(
+        name="same_vocabulary_as_base",
+        ok=not differences,
+        observed=len(differences),
+        limit=0,
+        unit=" tokens differ",
+        detail=(f"the tokenizer's {len(model_vocabulary)} tokens have the base's ids" if not differences else
+                "the tokenizer is not the base's: copy the base's tokenizer files into the checkpoint "
+                "(processor.save_pretrained) or pass the right --whisperq-base"),
+        evidence=evidence_list(differences),
+    )
+
+
+def check_loadable(missing: list[str]) -> CheckResult:
+    """Everything a backend needs to transcribe ships with the checkpoint."""
+    return CheckResult(
+        name="checkpoint_complete",
+        ok=not missing,
+        observed=len(missing),
+        limit=0,
+        unit=" files missing",
+        detail=("tokenizer and feature extractor settings present" if not missing else
+                "users cannot load this checkpoint: save the base's processor beside the weights "
+                "(processor.save_pretrained(OUT))"),
+        evidence=list(missing),
+    )
+
+
+def pair_problems(model_config: dict[str, Any], base_config: dict[str, Any],
+                  model_vocabulary: dict[str, int], base_vocabulary: dict[str, int]) -> list[str]:
+    """Why the model's transcripts cannot be compared with the base's (empty when they can)."""
+    problems = []
+    for result in (check_same_architecture(model_config, base_config),
+                   check_same_vocabulary(model_vocabulary, base_vocabulary)):
+        if not result.ok:
+            shown = ", ".join(result.evidence[:3]) + (" ..." if len(result.evidence) > 3 else "")
+            problems.append(f"{result.name.replace('_', ' ')}: {result.observed} differences ({shown})")
+    return problems

@@ -24,6 +24,7 @@ class Throughput:
     audio_seconds: float
     output_tokens: int
     latencies: tuple[float, ...]
+    retried: int = 0  # requests that needed a transport retry: their timing is not a clean measurement
 
     @property
     def requests_per_second(self) -> float:
@@ -76,13 +77,16 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def check_measured(result: Throughput) -> CheckResult:
-    """The measurement itself: every request answered. Its figures are the result's detail."""
+    """The measurement itself: every request answered at the first attempt. Its figures are the
+    result's detail. A measurement disturbed by retries is not repeated until it looks good: it fails."""
+    disturbed = (f"; {result.retried} of {result.requests} requests needed a transport retry, so these figures "
+                 "time a faltering server, not the model: check the server's log and run again") if result.retried else ""
     return CheckResult(
         name=f"throughput[{result.label}]",
-        ok=result.succeeded == result.requests and result.wall_seconds > 0,
+        ok=result.succeeded == result.requests and result.wall_seconds > 0 and not result.retried,
         observed=round(result.requests_per_second, 3),
         unit=" req/s",
-        detail=result.summary(),
+        detail=result.summary() + disturbed,
     )
 
 

@@ -9,7 +9,7 @@ from pytest_whisperq.cache import Cache
 from pytest_whisperq.errors import ModelResolutionError
 from pytest_whisperq.models.builtin import BUILTINS, materialize
 from pytest_whisperq.models.spec import ModelSpec
-from pytest_whisperq.models.tensors import PICKLE_SUFFIXES, read_config, weight_files
+from pytest_whisperq.models.tensors import PICKLE_SUFFIXES, CheckpointTensors, read_config, weight_files
 # What a Whisper checkpoint needs from the hub; pickled weights only when allowed.
 HUB_FILES = ("*.json", "*.safetensors", "*.txt", "*.tiktoken")
 
@@ -43,9 +43,12 @@ def resolve(spec: ModelSpec, cache: Cache, allow_pickle: bool = False) -> Resolv
 
 
 def validate_checkpoint_dir(path: Path, allow_pickle: bool, name: str) -> None:
-    """A loadable Whisper checkpoint: config.json of model_type whisper and safe weights."""
+    """A loadable Whisper checkpoint: config.json of model_type whisper and safe weights whose headers
+    agree with the files (so a truncated download stops here, named, not inside a library's loader)."""
     read_config(path, name)
-    weight_files(path, allow_pickle, name)
+    kind, _ = weight_files(path, allow_pickle, name)
+    if kind != "pickle":  # pickles are only opened when a backend loads them, and only if allowed
+        CheckpointTensors.open(path)
 
 
 def _download_from_hub(spec: ModelSpec, allow_pickle: bool) -> tuple[Path, str | None]:

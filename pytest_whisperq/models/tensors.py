@@ -32,7 +32,7 @@ DTYPES: dict[str, tuple[int, str]] = {
 MAX_HEADER_BYTES = 100_000_000  # the safetensors format's own limit
 
 
-def _parse_json(text: bytes | str, where: str) -> Any:
+def parse_untrusted_json(text: bytes | str, where: str) -> Any:
     """JSON from a file we do not trust: any malformation, deep nesting included, is a CheckpointError."""
     try:
         return json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
@@ -40,7 +40,7 @@ def _parse_json(text: bytes | str, where: str) -> Any:
         raise CheckpointError(f"{where} is not valid JSON ({type(error).__name__}: {str(error)[:200]})") from None
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_untrusted_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as error:
@@ -80,7 +80,7 @@ def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
             raw = handle.read(header_len)
     except OSError as error:
         raise CheckpointError(f"{path}: cannot be read ({error.strerror or error})") from None
-    header = _parse_json(raw, f"{path}: the safetensors header")
+    header = parse_untrusted_json(raw, f"{path}: the safetensors header")
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: the safetensors header is a {type(header).__name__}, expected an object")
     if not isinstance(header.pop("__metadata__", None) or {}, dict):
@@ -132,7 +132,7 @@ def read_config(path: Path, name: str) -> dict[str, Any]:
     config_path = path / "config.json"
     if not config_path.is_file():
         raise CheckpointError(f"{name}: no config.json in {path}; is this a Hugging Face checkpoint directory?")
-    config = _parse_json(_read_bytes(config_path), f"{name}: {config_path}")
+    config = parse_untrusted_json(read_untrusted_bytes(config_path), f"{name}: {config_path}")
     if not isinstance(config, dict) or config.get("model_type") != "whisper":
         found = config.get("model_type") if isinstance(config, dict) else type(config).__name__
         raise CheckpointError(f"{name}: config.json has model_type {found!r}, expected 'whisper'")
@@ -260,7 +260,7 @@ def _merge(path: Path, files: list[Path]) -> dict[str, TensorInfo]:
 def _sharded(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     """Shards named by model.safetensors.index.json, checked against what the shards hold."""
     index_path = path / INDEX_NAME
-    index = _parse_json(_read_bytes(index_path), str(index_path))
+    index = parse_untrusted_json(read_untrusted_bytes(index_path), str(index_path))
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
         raise CheckpointError(f"{index_path}: no weight_map; the index names no shards")

@@ -136,7 +136,11 @@ def render(run: dict[str, Any], markdown_dir: Path | None = None) -> str:
     settings = run["settings"]
     lines += [f"- backend: {settings['backend']}, dtype {settings['dtype']}, device {settings['device']}; "
               f"{run['checks_passed']} checks passed, {run['checks_failed']} failed; pytest exit status "
-              f"{run['exit_status']}", ""]
+              f"{run['exit_status']}"]
+    for skipped in run.get("skipped", []):
+        how = "accepted (--whisperq-allow-skip)" if run.get("skips_allowed") else "**fails the run**"
+        lines.append(f"- not run, {how}: {_code(skipped['test'])}: {_cell(skipped['reason'])}")
+    lines += [f"- {_cell(note)}" for note in run.get("notes", [])] + [""]
     lines += checks_table(run) + failures(run) + [""] + evaluation_section(run) + regressions_table(run) \
         + charts_section(run, markdown_dir)
     return "\n".join(lines).rstrip() + "\n"
