@@ -9,10 +9,15 @@ from pytest_whisperq.checks.checkpoint_format import (
     check_untouched_tensors_equal,
     check_untouched_tensors_layout,
 )
-from pytest_whisperq.checks.compat import check_loadable, check_same_architecture, check_same_vocabulary
+from pytest_whisperq.checks.compat import (
+    check_loadable,
+    check_no_custom_code,
+    check_same_architecture,
+    check_same_vocabulary,
+)
 from pytest_whisperq.checks.fidelity import check_dequantized_close
 from pytest_whisperq.checks.quant_config import check_model_dtype, check_quantization_config
-from pytest_whisperq.models.processor_files import missing_processor_files
+from pytest_whisperq.models.processor_files import custom_code, missing_processor_files
 
 
 def test_same_architecture_as_base(whisperq_model_tensors, whisperq_base_tensors, whisperq_check):
@@ -25,6 +30,10 @@ def test_same_vocabulary_as_base(whisperq_model_vocabulary, whisperq_base_vocabu
 
 def test_checkpoint_complete(whisperq_model_ref, whisperq_check):
     whisperq_check(check_loadable(missing_processor_files(whisperq_model_ref.path)))
+
+
+def test_no_custom_code(whisperq_model_ref, whisperq_check):
+    whisperq_check(check_no_custom_code(custom_code(whisperq_model_ref.path)))
 
 
 def test_quantization_config(whisperq_model_tensors, whisperq_scheme, whisperq_check):

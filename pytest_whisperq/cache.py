@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_whisperq.errors import ConfigError
+from pytest_whisperq.userpath import user_path
 
 MANIFEST_NAME = ".whisperq-entry.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -29,9 +30,9 @@ def default_cache_root() -> Path:
     """`$WHISPERQ_CACHE_DIR`, else `$XDG_CACHE_HOME/pytest-whisperq`, else `~/.cache/...`."""
     explicit = os.environ.get("WHISPERQ_CACHE_DIR")
     if explicit:
-        return Path(explicit).expanduser()
+        return user_path(explicit)
     xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    base = user_path(xdg) if xdg else Path.home() / ".cache"
     return base / "pytest-whisperq"
 
 
@@ -100,7 +101,7 @@ class Cache:
     """One cache root; entries are `<root>/<kind>/<name>-<key>/`."""
 
     def __init__(self, root: Path) -> None:
-        self.root = Path(root).expanduser().resolve()
+        self.root = user_path(str(root)).resolve()
 
     def entry_dir(self, kind: str, name: str, inputs: Any) -> Path:
         path = self.root / safe_name(kind) / f"{safe_name(name)}-{content_key(inputs)}"

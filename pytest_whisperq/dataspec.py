@@ -4,11 +4,11 @@ numpy or datasets)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qsl
 
 from pytest_whisperq.errors import ConfigError
+from pytest_whisperq.userpath import user_path
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def parse_data_spec(raw: str) -> DataSpec:
                 raise ConfigError(f"{raw!r}: empty value for {key!r}")
             fields[_HUB_KEYS[key]] = value
         return DataSpec("hub", name, **fields)
-    path = Path(text).expanduser()
+    path = user_path(text)
     if not text or not path.is_dir():
         raise ConfigError(
             f"data folder {raw!r} does not exist; pass a folder with metadata.tsv or "

@@ -18,6 +18,7 @@ from pytest_whisperq.cache import default_cache_root
 from pytest_whisperq.dataspec import DataSpec, parse_data_spec
 from pytest_whisperq.errors import ConfigError
 from pytest_whisperq.models.spec import ModelSpec, parse_model_spec
+from pytest_whisperq.userpath import user_path
 
 BACKENDS = ("transformers", "vllm", "vllm-server", "openai")
 DEVICES = ("auto", "cpu", "cuda")
@@ -100,7 +101,7 @@ def _directory(name: str, must_exist: bool) -> Callable[[str], Path]:
     def parse(value: str) -> Path:
         if not value.strip():
             raise ConfigError(f"{name}: empty path")
-        path = Path(value).expanduser()
+        path = user_path(value)
         if must_exist and not path.is_dir():
             raise ConfigError(f"{name}: directory {value} does not exist")
         if not must_exist and path.exists() and not path.is_dir():
@@ -115,7 +116,7 @@ def _output_file(name: str) -> Callable[[str], Path]:
     def parse(value: str) -> Path:
         if not value.strip():
             raise ConfigError(f"{name}: empty path")
-        path = Path(value).expanduser().resolve()
+        path = user_path(value).resolve()
         if path.is_dir():
             raise ConfigError(f"{name}: {value} is a directory; name the file to write")
         if not path.parent.is_dir():
@@ -165,7 +166,7 @@ def _data_source(name: str) -> Callable[[str], DataSpec]:
 
 def _executable(name: str) -> Callable[[str], Path]:
     def parse(value: str) -> Path:
-        path = Path(value).expanduser()
+        path = user_path(value)
         if not path.is_file() or not os.access(path, os.X_OK):
             raise ConfigError(f"{name}: {value} is not an executable file (the python of the vLLM environment, "
                               "e.g. .venv-vllm/bin/python)")
@@ -401,7 +402,7 @@ MODEL_OPTIONS = ("model", "base")
 
 def _relative_to_ini(option: Option, raw: str, ini_dir: Path | None) -> str:
     """Relative paths in an ini file mean relative to that file, as pytest's own do."""
-    if ini_dir is None or Path(raw).expanduser().is_absolute():
+    if ini_dir is None or user_path(raw).is_absolute():
         return raw
     anchored = ini_dir / raw
     if option.name in PATH_OPTIONS or (option.name in MODEL_OPTIONS + ("data", "calib_data", "baseline_compare")

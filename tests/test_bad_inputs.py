@@ -150,7 +150,7 @@ def data_folder(directory: Path, rows: list[tuple[str, str]], audio: dict[str, t
 
 def clipped_speech() -> tuple[np.ndarray, int]:
     speech, _ = real_speech()
-    return np.clip(speech * 8, -1, 1), TARGET_RATE
+    return np.clip(speech * 30, -1, 1), TARGET_RATE  # recorded 30 times (about 30 dB) too loud
 
 
 DATA_CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
@@ -199,3 +199,11 @@ def test_multichannel_audio_at_another_rate_is_heard_as_the_original(whisper_tin
     backend = TransformersBackend(ResolvedModel(parse_model_spec("whisper-tiny.en"), whisper_tiny_en_dir), device="cpu")
     heard = [h.text for h in backend.transcribe([mono, mixed])]
     assert heard[0] == heard[1] and heard[0]
+
+
+def test_a_gpu_check_without_a_gpu_fails_with_the_reason(run_suite, monkeypatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU, on any machine
+    result = run_suite("--whisperq-model=whisper-tiny.en", "--whisperq-base=whisper-tiny.en", "--whisperq-device=cuda",
+                       "-k", "wer_under_ceiling")
+    assert_failed_cleanly(result, ["*BackendError: --whisperq-device=cuda but torch sees no CUDA device; "
+                                   "use --whisperq-device=cpu or auto"])

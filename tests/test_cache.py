@@ -101,3 +101,44 @@ def test_parallel_processes_build_once(tmp_path):
     paths = {worker.communicate(timeout=60)[0].strip() for worker in workers}
     assert all(worker.returncode == 0 for worker in workers)
     assert len(paths) == 1 and (tmp_path / "builds.log").read_text() == "built\n"
+
+
+def test_a_build_killed_midway_leaves_nothing_trusted_and_the_next_run_builds(tmp_path):
+    """SIGKILL (no cleanup runs) while the entry is half written and its lock is held."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    code = textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from pytest_whisperq.cache import Cache
+
+        def build(directory):
+            (directory / "weights").write_text("half of the")
+            Path({str(tmp_path / 'started')!r}).write_text("")
+            time.sleep(60)
+            (directory / "weights").write_text("whole weights")
+
+        Cache(Path({str(tmp_path / 'cache')!r})).get_or_build("quantized", "m", {{"a": 1}}, build)
+    """)
+    builder = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "started").exists():
+        assert builder.poll() is None and time.monotonic() < deadline, "the builder never started"
+        time.sleep(0.1)
+    builder.send_signal(signal.SIGKILL)
+    builder.wait(timeout=10)
+
+    cache = Cache(tmp_path / "cache")
+    final = cache.entry_dir("quantized", "m", {"a": 1})
+    assert not final.exists() and not is_complete(final)
+    assert [p.name for p in final.parent.glob(".tmp-*")]  # the half-written entry, under a temporary name
+
+    began = time.monotonic()  # the dead builder's lock is released by the kernel: no wait
+    entry = cache.get_or_build("quantized", "m", {"a": 1}, lambda d: (d / "weights").write_text("whole weights"))
+    assert time.monotonic() - began < 5
+    assert entry == final and (entry / "weights").read_text() == "whole weights"
+    assert not list(final.parent.glob(".tmp-*"))  # the leftover was removed

@@ -13,7 +13,7 @@ def test_tiny_en_w4a16_has_a_sound_format_but_fails_the_accuracy_gate(run_suite,
     """A real degraded checkpoint: tiny.en (39 M parameters) loses several WER points at 4 bits."""
     result = run_suite(f"--whisperq-model={tiny_en_w4a16}", "--whisperq-base=whisper-tiny.en", "--whisperq-max-wer=40",
                        "-k", "format or accuracy")
-    result.assert_outcomes(passed=13, failed=1)
+    result.assert_outcomes(passed=14, failed=1)
     result.stdout.fnmatch_lines([
         "*FAIL wer_delta[[]real[]]: observed * points, limit 0.5 points",
         "*base WER *% (*/1142 words), model WER *% (*/1142), delta +* points, 95% CI [[]*, *[]] "
@@ -28,7 +28,7 @@ def test_tiny_en_w4a16_has_a_sound_format_but_fails_the_accuracy_gate(run_suite,
 def test_a_dense_model_is_not_w4a16(run_suite):
     """The base itself passed as the model under test: transcripts fine, format rejected."""
     result = run_suite("--whisperq-model=whisper-tiny.en", "--whisperq-base=whisper-tiny.en", "-k", "format")
-    result.assert_outcomes(passed=8, failed=4)
+    result.assert_outcomes(passed=9, failed=4)
     result.stdout.fnmatch_lines([
         "*FAIL quantization_config: observed missing*",
         "*this is not a compressed-tensors checkpoint*",
@@ -39,7 +39,7 @@ def test_a_dense_model_is_not_w4a16(run_suite):
 
 def test_the_lm_head_mistake_fails_the_suite_with_a_fix(run_suite, tiny_en_lm_head_mistake):
     result = run_suite(f"--whisperq-model={tiny_en_lm_head_mistake}", "--whisperq-base=whisper-tiny.en", "-k", "format")
-    result.assert_outcomes(passed=10, failed=2)
+    result.assert_outcomes(passed=11, failed=2)
     result.stdout.fnmatch_lines([
         "*FAIL ignore_list*", "*GPTQModifier(..., ignore=[[]'proj_out'])*",
         "*FAIL output_head_untouched*",
@@ -81,7 +81,7 @@ def test_without_a_model_the_base_is_quantized_here_and_passes_the_whole_suite(r
     """The default main job, `./dev gate`: no --whisperq-model, so the quantize fixture makes whisper-base's
     W4A16 checkpoint (32 calibration samples; the same cache entry as the whisper_base_w4a16 fixture's)."""
     result = run_suite()
-    result.assert_outcomes(passed=22, deselected=1)  # agreement: the run has one backend
+    result.assert_outcomes(passed=23, deselected=1)  # agreement: the run has one backend
     result.stdout.fnmatch_lines([
         f"model: quantize ({whisper_base_w4a16})", "base: whisper-base (*)",
         "PASS wer_delta[[]real[]] * points (limit 0.5 points)*", "*95% CI [[]*",
@@ -107,7 +107,7 @@ def test_scales_perturbed_on_purpose_pass_the_format_checks_but_fail_accuracy_an
 
     worse = edited_copy(whisper_base_w4a16, tmp_path / "scales-x1.3", scale_up)
     result = run_suite(f"--whisperq-model={worse}", "-k", "not throughput")
-    result.assert_outcomes(passed=13, failed=7, deselected=3)  # 12 format tests and silence pass; -k and agreement
+    result.assert_outcomes(passed=14, failed=7, deselected=3)  # 13 format tests and silence pass; -k and agreement
     result.stdout.fnmatch_lines_random([
         "FAIL wer_delta[[]real[]]: observed * points, limit 0.5 points",
         "  base WER 2.89% (33/1142 words), model WER *% (*/1142), delta +* points, 95% CI [[]+*, +*[]]*",
@@ -136,6 +136,6 @@ def test_a_corrupt_checkpoint_stops_each_format_test_with_the_reason(run_suite, 
     weights = broken / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     result = run_suite(f"--whisperq-model={broken}", "--whisperq-base=whisper-tiny.en", "-k", "format")
-    result.assert_outcomes(errors=12)  # the fixture fails: every test that needs the checkpoint errors
+    result.assert_outcomes(errors=13)  # the fixture fails: every test that needs the checkpoint errors
     result.stdout.fnmatch_lines(["*CheckpointError: *model.safetensors: tensor * data ends at byte * the file is truncated*"])
     assert "Traceback" not in result.stdout.str()

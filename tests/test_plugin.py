@@ -461,9 +461,12 @@ def test_allow_pickle_accepts_pickled_weights(pytester: pytest.Pytester, tmp_pat
     checkpoint = tmp_path / "ckpt"
     checkpoint.mkdir()
     (checkpoint / "config.json").write_text(json.dumps({"model_type": "whisper"}))
-    (checkpoint / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    # a real torch pickle, made in another process: pytester unloads what a test imports, and torch
+    # cannot be imported twice in one process (the same holds for the run, hence runpytest_subprocess)
+    subprocess.run([sys.executable, "-c", "import sys, torch; torch.save({'proj_out.weight': torch.zeros(2, 2)}, "
+                    "sys.argv[1])", str(checkpoint / "pytorch_model.bin")], check=True)
     pytester.makepyfile(MODEL_REF_TEST)
-    result = pytester.runpytest("-s", f"--whisperq-model={checkpoint}", "--whisperq-allow-pickle", cache_arg)
+    result = pytester.runpytest_subprocess("-s", f"--whisperq-model={checkpoint}", "--whisperq-allow-pickle", cache_arg)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([f"*RESOLVED={checkpoint.resolve()}"])
 

@@ -91,7 +91,10 @@ def test_local_checkpoint_validation(tmp_path):
 
 
 def test_pickled_weights_are_refused_unless_allowed(tmp_path):
-    directory = _checkpoint(tmp_path / "pickled", weights=("pytorch_model.bin",))
+    import torch
+
+    directory = _checkpoint(tmp_path / "pickled", weights=())
+    torch.save({"proj_out.weight": torch.zeros(2, 2)}, directory / "pytorch_model.bin")
     with pytest.raises(CheckpointError, match="pickled weights .*--whisperq-allow-pickle"):
         validate_checkpoint_dir(directory, False, "pickled")
     validate_checkpoint_dir(directory, True, "pickled")

@@ -54,19 +54,25 @@ def check_same_vocabulary(model_vocabulary: dict[str, int], base_vocabulary: dic
     )
 
 
+def _none_allowed(name: str, findings: list[str], unit: str, passed: str, failed: str) -> CheckResult:
+    return CheckResult(name=name, ok=not findings, observed=len(findings), limit=0, unit=unit,
+                       detail=failed if findings else passed, evidence=evidence_list(findings))
+
+
 def check_loadable(missing: list[str]) -> CheckResult:
     """Everything a backend needs to transcribe ships with the checkpoint."""
-    return CheckResult(
-        name="checkpoint_complete",
-        ok=not missing,
-        observed=len(missing),
-        limit=0,
-        unit=" files missing",
-        detail=("tokenizer and feature extractor settings present" if not missing else
-                "users cannot load this checkpoint: save the base's processor beside the weights "
-                "(processor.save_pretrained(OUT))"),
-        evidence=list(missing),
-    )
+    return _none_allowed("checkpoint_complete", missing, " files missing",
+                         "tokenizer and feature extractor settings present",
+                         "users cannot load this checkpoint: save the base's processor beside the weights "
+                         "(processor.save_pretrained(OUT))")
+
+
+def check_no_custom_code(findings: list[str]) -> CheckResult:
+    """A release loads with the libraries' own Whisper classes: no code of its own, no auto_map."""
+    return _none_allowed("no_custom_code", findings, " findings",
+                         "no Python files and no auto_map: loads without trust_remote_code",
+                         "the checkpoint asks loaders to run its own code (with trust_remote_code, which users must "
+                         "not need for Whisper): remove the .py files and the auto_map entries before release")
 
 
 def pair_problems(model_config: dict[str, Any], base_config: dict[str, Any],

@@ -4,6 +4,7 @@ missing or broken file is a `CheckpointError` naming it, not a library's traceba
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +67,26 @@ def _added_pairs(added: Any, where: Path) -> list[tuple[str, int]]:
     if not isinstance(added, list) or not all(isinstance(t, dict) and "content" in t and "id" in t for t in added):
         raise CheckpointError(f"{where}: added_tokens is not a list of {{id, content}} objects")
     return [(str(t["content"]), t["id"]) for t in added]
+
+
+LOADER_CONFIGS = ("config.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json",
+                  "feature_extractor_config.json", GENERATION_CONFIG)
+
+
+def custom_code(path: Path) -> list[str]:
+    """What in the checkpoint asks a loader to run the checkpoint's own code: Python files, and `auto_map`
+    entries (honoured only with trust_remote_code, which this plugin never sets). Nothing is executed."""
+    found = [f"{file.name}: Python code shipped with the weights" for file in sorted(path.glob("*.py")) if file.is_file()]
+    for name in LOADER_CONFIGS:
+        file = path / name
+        if not file.is_file():
+            continue
+        try:
+            config = parse_untrusted_json(read_untrusted_bytes(file), str(file))
+        except CheckpointError as error:  # a loader would fail on it too: a finding, not a crash of the check
+            found.append(f"{name}: unreadable ({error})")
+            continue
+        auto_map = config.get("auto_map") if isinstance(config, dict) else None
+        if auto_map:
+            found.append(f"{name}: auto_map {json.dumps(auto_map)[:200]}")
+    return found

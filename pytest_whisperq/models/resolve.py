@@ -43,12 +43,13 @@ def resolve(spec: ModelSpec, cache: Cache, allow_pickle: bool = False) -> Resolv
 
 
 def validate_checkpoint_dir(path: Path, allow_pickle: bool, name: str) -> None:
-    """A loadable Whisper checkpoint: config.json of model_type whisper and safe weights whose headers
-    agree with the files (so a truncated download stops here, named, not inside a library's loader)."""
+    """A loadable Whisper checkpoint: config.json of model_type whisper and weights that read cleanly
+    (safetensors headers that agree with the files; pickles only if allowed, and weights-only), so a
+    truncated download or a booby-trapped pickle stops here, named, not inside a library's loader."""
     read_config(path, name)
-    kind, _ = weight_files(path, allow_pickle, name)
-    if kind != "pickle":  # pickles are only opened when a backend loads them, and only if allowed
-        CheckpointTensors.open(path)
+    weight_files(path, allow_pickle, name)
+    # every header checked; allowed pickles read by torch's weights-only loader, which runs no code
+    CheckpointTensors.open(path, allow_pickle)
 
 
 def _download_from_hub(spec: ModelSpec, allow_pickle: bool) -> tuple[Path, str | None]:

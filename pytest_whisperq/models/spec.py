@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from pytest_whisperq.errors import ConfigError
 from pytest_whisperq.models.builtin import BUILTINS
+from pytest_whisperq.userpath import user_path
 
 _HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*)(?:@(?P<rev>[A-Za-z0-9][A-Za-z0-9_./-]*))?$")
 _PATH_PREFIXES = ("/", "./", "../", "~", ".\\", "..\\")
@@ -40,7 +40,7 @@ def parse_model_spec(raw: str) -> ModelSpec:
         return ModelSpec(text, "builtin", text)
     if text == QUANTIZE:
         return ModelSpec(text, "quantize", text)
-    path = Path(text).expanduser()
+    path = user_path(text)
     if path.exists():
         if not path.is_dir():
             raise ConfigError(f"{text} is a file; pass the checkpoint's directory (the one holding config.json)")

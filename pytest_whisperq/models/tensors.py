@@ -219,7 +219,12 @@ class CheckpointTensors:
         import torch
 
         try:
-            state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+            try:
+                state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as error:
+                if "mmap can only be used" not in str(error):
+                    raise
+                state = torch.load(file, map_location="cpu", weights_only=True)  # the legacy (non-zip) format
         except Exception as error:  # torch raises many types for a bad pickle
             raise CheckpointError(f"{file}: cannot be read as a weights-only torch pickle ({error})") from None
         if not isinstance(state, dict):

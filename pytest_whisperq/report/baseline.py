@@ -18,6 +18,7 @@ from typing import Any
 
 from pytest_whisperq.errors import ConfigError, WhisperqError
 from pytest_whisperq.results import CheckResult
+from pytest_whisperq.userpath import user_path
 
 # metric -> (unit of the limit, True when a larger value is a regression)
 METRICS: dict[str, tuple[str, bool]] = {
@@ -99,7 +100,7 @@ def load_run(storage: Path, which: str) -> tuple[Path, dict[str, Any]]:
                                 f"{', '.join(p.name for p in saved_runs(storage)) or 'none'})")
         path = matches[0]
     else:
-        path = Path(which).expanduser()
+        path = user_path(which)
     try:
         run = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
