@@ -67,11 +67,15 @@ def load_local_dataset(
         if not (row.get("file") or "").strip():
             raise DataError(f"{metadata}:{line}: no audio file named (every row needs file and text, tab-separated)")
         relative = Path(os.path.normpath(row["file"]))
-        if relative.is_absolute() or relative.parts[0] == "..":  # a data folder names its own files only
-            raise DataError(f"{metadata}:{line}: audio file {row['file']} lies outside {directory}; "
-                            "name it relative to the folder")
+        if relative.is_absolute() or not relative.parts or relative.parts[0] in ("..", "."):
+            raise DataError(f"{metadata}:{line}: audio file {row['file']!r} is not a file inside {directory}; "
+                            "name it by its path relative to the folder")
         path = directory / relative
-        if not path.is_file():
+        try:
+            exists = path.is_file()
+        except OSError as error:  # a name too long for the file system, say
+            raise DataError(f"{metadata}:{line}: audio file {row['file'][:80]!r}: {error.strerror or error}") from None
+        if not exists:
             raise DataError(f"{metadata}:{line}: audio file {row['file']} does not exist")
         audio = load_audio(path)
         try:

@@ -167,7 +167,7 @@ DATA_CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "6 kHz": (lambda d: data_folder(d, [("a.wav", "hello")], {"a.wav": (tone(2, 6000), 6000)}),
               "*AudioError: *a.wav: sample rate 6000 Hz is below 8000 Hz (telephone speech)*"),
     "outside the folder": (lambda d: data_folder(d, [("../a.wav", "hello")], {}),
-                           "*DataError: *metadata.tsv:2: audio file ../a.wav lies outside *"),
+                           "*DataError: *metadata.tsv:2: audio file '../a.wav' is not a file inside *"),
 }
 
 

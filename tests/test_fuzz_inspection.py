@@ -122,6 +122,23 @@ def test_arbitrary_shard_index(checkpoint_dir: Path, index: Any) -> None:
     assert_only_our_errors(lambda: CheckpointTensors.open(checkpoint_dir))
 
 
+@fuzz(300)
+@given(tokenizer=json_values | st.fixed_dictionaries({}, optional={
+    "model": json_values | st.fixed_dictionaries({}, optional={"vocab": json_values | st.dictionaries(
+        st.text(max_size=6), st.integers(-5, 10) | json_scalars, max_size=4)}),
+    "added_tokens": json_values | st.lists(st.fixed_dictionaries({}, optional={"id": json_scalars, "content": json_scalars}),
+                                           max_size=3)}),
+       slow=st.booleans())
+def test_arbitrary_tokenizer_files(checkpoint_dir: Path, tokenizer: Any, slow: bool) -> None:
+    """tokenizer.json, or vocab.json when a checkpoint has the slow tokenizer's files only."""
+    from pytest_whisperq.models.processor_files import vocabulary
+
+    for name in ("tokenizer.json", "vocab.json"):
+        (checkpoint_dir / name).unlink(missing_ok=True)
+    (checkpoint_dir / ("vocab.json" if slow else "tokenizer.json")).write_text(json.dumps(tokenizer))
+    assert_only_our_errors(lambda: vocabulary(checkpoint_dir))
+
+
 # --- the checks over config.json: a result for any JSON, or our own error -------------------------
 
 quantization_blocks = st.fixed_dictionaries({}, optional={
@@ -242,6 +259,8 @@ def test_the_format_suite_on_mutated_w4a16_checkpoints(small_pair, tmp_path_fact
         return
     event(f"{sum(not r.ok for r in results)} of {len(results)} checks failed")
     assert all(isinstance(r, CheckResult) for r in results)
+    if (config, tensors) != _raw_tensors(model_dir):  # something changed: no false pass
+        assert not all(r.ok for r in results), [r.name for r in results]
 
 
 def test_an_unmutated_small_pair_passes_the_format_suite(small_pair) -> None:

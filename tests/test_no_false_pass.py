@@ -125,3 +125,22 @@ def test_the_reports_name_what_did_not_run(run, tmp_path: Path) -> None:
     assert report["skipped"] == [{"test": "test_gate.py::test_needs_a_gpu", "reason": "no GPU on this runner"}]
     assert "- not run, **fails the run**: `test_gate.py::test_needs_a_gpu`: no GPU on this runner" in \
         (tmp_path / "run.md").read_text()
+
+
+def test_a_module_skipped_as_a_whole_fails_a_gating_run(run) -> None:
+    source = """
+        import pytest
+
+        pytest.importorskip("a_backend_that_is_not_installed")
+
+        def test_on_that_backend(whisperq_settings):
+            pass
+    """
+    gating = run(source, "--whisperq-model=whisper-tiny.en")
+    assert gating.ret == pytest.ExitCode.TESTS_FAILED
+    gating.stdout.fnmatch_lines(["whisperq:   test_gate.py: could not import 'a_backend_that_is_not_installed'*"])
+    # allowed, or no model gated and not the shipped suite: pytest's own verdict on a run with no tests
+    allowed = run(source, "--whisperq-model=whisper-tiny.en", "--whisperq-allow-skip")
+    assert allowed.ret == pytest.ExitCode.NO_TESTS_COLLECTED and "accepted (--whisperq-allow-skip)" in allowed.stdout.str()
+    ordinary = run(source)
+    assert ordinary.ret == pytest.ExitCode.NO_TESTS_COLLECTED and "whisperq:" not in ordinary.stdout.str()

@@ -114,3 +114,25 @@ def test_quantize_is_not_a_model_to_fetch(tmp_path):
 
     with pytest.raises(ModelResolutionError, match="run python -m pytest_whisperq quantize BASE OUT"):
         resolve(parse_model_spec("quantize"), Cache(tmp_path))
+
+
+def test_other_precisions_of_the_same_weights_are_left_aside(tmp_path, whisper_tiny_en_dir):
+    """openai/whisper-large-v3's layout: model.safetensors, and the same tensors again in fp32 shards."""
+    from pytest_whisperq.models.resolve import HUB_VARIANTS
+    from pytest_whisperq.models.tensors import CheckpointTensors
+
+    directory = tmp_path / "large-v3-like"
+    directory.mkdir()
+    for file in whisper_tiny_en_dir.iterdir():
+        if file.is_file():
+            (directory / file.name).symlink_to(file)
+    (directory / "model.fp32-00001-of-00001.safetensors").symlink_to(whisper_tiny_en_dir / "model.safetensors")
+    (directory / "model.safetensors.index.fp32.json").write_text('{"weight_map": {}}')
+    validate_checkpoint_dir(directory, False, "large-v3-like")
+    assert {info.file.name for info in CheckpointTensors.open(directory).tensors.values()} == {"model.safetensors"}
+    from fnmatch import fnmatch
+
+    fetched = ["model.safetensors", "model.safetensors.index.json", "model-00001-of-00002.safetensors", "config.json"]
+    skipped = ["model.fp32-00001-of-00002.safetensors", "model.safetensors.index.fp32.json"]
+    assert not any(fnmatch(name, pattern) for name in fetched for pattern in HUB_VARIANTS)
+    assert all(any(fnmatch(name, pattern) for pattern in HUB_VARIANTS) for name in skipped)

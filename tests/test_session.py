@@ -111,3 +111,25 @@ def test_no_model_and_no_llmcompressor_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(quantize, "llmcompressor_available", lambda: False)
     with pytest.raises(QuantizeError, match=r"--whisperq-model|pytest-whisperq\[quantize\]"):
         session(tmp_path).resolved("model")
+
+
+def test_a_throughput_measurement_with_retried_requests_fails_and_is_not_repeated(tmp_path):
+    """The session counts each request that needed a transport retry; the measurement then fails,
+    once, and later callers get the same figures instead of a fresh attempt."""
+    from pytest_whisperq.checks.throughput import check_measured
+
+    class RetryingBackend(CountingBackend):
+        def transcribe(self, utterances):
+            self.calls += 1
+            return [Hypothesis(u.id, u.text, (1,), 0.1, 1, attempts=2 if i == 0 else 1) for i, u in enumerate(utterances)]
+
+    state = session(tmp_path)
+    backend = RetryingBackend(tmp_path)
+    state.backend = lambda role, name=None: backend
+    state.eval_data = lambda: utterances()
+    measured = state.throughput("model")
+    assert measured.retried == 1
+    result = check_measured(measured)
+    assert not result.ok and "requests needed a transport retry" in result.detail
+    calls = backend.calls
+    assert state.throughput("model") is measured and backend.calls == calls

@@ -130,14 +130,19 @@ class OpenAIServerBackend:
         if not text:
             return ()
         if self._tokenizer is None:
+            self._tokenizer = self._load_tokenizer()
+        return tuple(self._tokenizer(" " + text))
+
+    def _load_tokenizer(self) -> Any:
+        try:
             if (self.model.path / "tokenizer.json").is_file():
                 from tokenizers import Tokenizer
 
                 fast = Tokenizer.from_file(str(self.model.path / "tokenizer.json"))
-                self._tokenizer = lambda t: fast.encode(t, add_special_tokens=False).ids
-            else:  # vocab.json + merges.txt only
-                from transformers import WhisperTokenizerFast
+                return lambda t: fast.encode(t, add_special_tokens=False).ids
+            from transformers import WhisperTokenizerFast  # vocab.json + merges.txt only
 
-                slow = WhisperTokenizerFast.from_pretrained(str(self.model.path))
-                self._tokenizer = lambda t: slow.encode(t, add_special_tokens=False)
-        return tuple(self._tokenizer(" " + text))
+            slow = WhisperTokenizerFast.from_pretrained(str(self.model.path))
+            return lambda t: slow.encode(t, add_special_tokens=False)
+        except Exception as error:  # the tokenizers library raises plain Exception for a malformed file
+            raise BackendError(f"{self.model.label}: its tokenizer cannot be loaded to count output tokens: {error}") from None

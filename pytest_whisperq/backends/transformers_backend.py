@@ -75,7 +75,7 @@ class TransformersBackend:
                 self.whisper = WhisperForConditionalGeneration.from_pretrained(str(model.path), **kwargs)
         except WhisperqError:
             raise
-        except (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError) as error:
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as error:
             raise BackendError(f"{model.label}: transformers could not load the checkpoint: {error}") from error
         self.whisper.to(self.device).eval()
         self.multilingual = bool(getattr(self.whisper.generation_config, "is_multilingual", False))

@@ -12,6 +12,9 @@ from pytest_whisperq.models.spec import ModelSpec
 from pytest_whisperq.models.tensors import PICKLE_SUFFIXES, CheckpointTensors, read_config, weight_files
 # What a Whisper checkpoint needs from the hub; pickled weights only when allowed.
 HUB_FILES = ("*.json", "*.safetensors", "*.txt", "*.tiktoken")
+# Other precisions of the same weights (openai/whisper-large-v3 ships model.fp32-0000N-of-00002.safetensors
+# and model.safetensors.index.fp32.json beside model.safetensors): not what loaders read, gigabytes to fetch.
+HUB_VARIANTS = ("model.*.safetensors", "*.index.*.json")
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,8 @@ def _download_from_hub(spec: ModelSpec, allow_pickle: bool) -> tuple[Path, str |
     # local_files_only makes it read the cache, which is what the switch means.
     offline = bool(constants.HF_HUB_OFFLINE)
     try:
-        path = Path(snapshot_download(spec.value, revision=revision, allow_patterns=patterns, local_files_only=offline))
+        path = Path(snapshot_download(spec.value, revision=revision, allow_patterns=patterns,
+                                      ignore_patterns=list(HUB_VARIANTS), local_files_only=offline))
     except GatedRepoError:
         raise ModelResolutionError(f"{spec.raw}: the repository is gated; log in (HF_TOKEN) with access to it") from None
     except RepositoryNotFoundError:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 INDEX_NAME = "model.safetensors.index.json"
+DEFAULT_WEIGHTS = "model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # safetensors dtype code -> (bytes per element, numpy dtype name); BF16 is widened to float32 on read.
 DTYPES: dict[str, tuple[int, str]] = {
@@ -143,6 +144,8 @@ def weight_files(path: Path, allow_pickle: bool, name: str) -> tuple[str, list[P
     """Which weights a checkpoint has: ("index" | "safetensors" | "pickle", files). Pickles only if allowed."""
     if (path / INDEX_NAME).is_file():
         return "index", [path / INDEX_NAME]
+    if (path / DEFAULT_WEIGHTS).is_file():  # as transformers loads it; variants (model.fp32-*.safetensors) aside
+        return "safetensors", [path / DEFAULT_WEIGHTS]
     safetensors = sorted(p for p in path.glob("*.safetensors") if p.is_file())
     if safetensors:
         return "safetensors", safetensors
