@@ -100,6 +100,7 @@ class WhisperqSession:
         from dataclasses import replace
 
         from pytest_whisperq.backends import load_backend
+        from pytest_whisperq.models.processor_files import require_processor_files
 
         resolved = self.resolved(role)
         if role == "base":  # the base is loaded only to be compared with: refuse a pair that cannot be
@@ -108,6 +109,9 @@ class WhisperqSession:
         settings = replace(self.settings, backend=name)
 
         def build() -> Backend:
+            # before a library fails on them with a traceback: the files exist, the tokenizer's JSON reads
+            require_processor_files(resolved.path, resolved.label)
+            self.vocabulary(role)
             backend = load_backend(resolved, settings, role, self.cache.root / "logs")
             self._backends.append(backend)
             return backend

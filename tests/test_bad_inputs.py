@@ -14,17 +14,15 @@ import pytest
 
 from pytest_whisperq.audio import TARGET_RATE
 
+from tests_support import linked_copy
+
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.slow
 
 
 def variant(source: Path, out: Path, edit: Callable[[Path], None]) -> Path:
     """A copy of `source` (files linked, not copied) changed by `edit`, which replaces what it touches."""
-    out.mkdir()
-    for file in source.iterdir():
-        if file.is_file() and not file.name.startswith("."):
-            (out / file.name).symlink_to(file)
-    edit(out)
+    edit(linked_copy(source, out))
     return out
 
 

@@ -27,7 +27,10 @@ from pytest_whisperq.models.tensors import DTYPES, INDEX_NAME, CheckpointTensors
 from pytest_whisperq.results import CheckResult
 from checkpoint_factory import build_synthetic_pair
 
-EXAMPLES = int(os.environ.get("WHISPERQ_FUZZ_EXAMPLES", "0"))
+_SCALE = os.environ.get("WHISPERQ_FUZZ_EXAMPLES", "0")
+if not _SCALE.isdigit():
+    raise pytest.UsageError(f"WHISPERQ_FUZZ_EXAMPLES={_SCALE!r}: set it to a number of examples per property, e.g. 5000")
+EXAMPLES = int(_SCALE)
 
 
 def fuzz(examples: int) -> settings:

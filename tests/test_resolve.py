@@ -18,6 +18,8 @@ from pytest_whisperq.errors import CheckpointError
 from pytest_whisperq.models.resolve import resolve, validate_checkpoint_dir
 from pytest_whisperq.models.spec import parse_model_spec
 
+from tests_support import linked_copy
+
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -121,11 +123,7 @@ def test_other_precisions_of_the_same_weights_are_left_aside(tmp_path, whisper_t
     from pytest_whisperq.models.resolve import HUB_VARIANTS
     from pytest_whisperq.models.tensors import CheckpointTensors
 
-    directory = tmp_path / "large-v3-like"
-    directory.mkdir()
-    for file in whisper_tiny_en_dir.iterdir():
-        if file.is_file():
-            (directory / file.name).symlink_to(file)
+    directory = linked_copy(whisper_tiny_en_dir, tmp_path / "large-v3-like")
     (directory / "model.fp32-00001-of-00001.safetensors").symlink_to(whisper_tiny_en_dir / "model.safetensors")
     (directory / "model.safetensors.index.fp32.json").write_text('{"weight_map": {}}')
     validate_checkpoint_dir(directory, False, "large-v3-like")

@@ -16,6 +16,8 @@ from pytest_whisperq.cache import Cache
 from pytest_whisperq.errors import ConfigError
 from pytest_whisperq.models.spec import parse_model_spec
 
+from tests_support import linked_copy
+
 pytest_plugins = ["pytester"]
 
 PAYLOAD = """
@@ -26,10 +28,7 @@ Path({marker!r}).write_text("checkpoint code ran")
 
 def booby_trapped(source: Path, out: Path, marker: Path) -> Path:
     """tiny.en with code that writes `marker` when imported, and auto_map entries that point at it."""
-    out.mkdir()
-    for file in source.iterdir():
-        if file.is_file() and not file.name.startswith("."):
-            (out / file.name).symlink_to(file)
+    linked_copy(source, out)
     (out / "modeling_trap.py").write_text(PAYLOAD.format(marker=str(marker)))
     for name, auto_map in (("config.json", {"AutoModelForSpeechSeq2Seq": "modeling_trap.Trap"}),
                            ("tokenizer_config.json", {"AutoTokenizer": ["modeling_trap.Trap", None]}),
@@ -68,11 +67,7 @@ class _RunsCode:
 @pytest.mark.slow
 def test_a_pickle_that_runs_code_is_refused_even_when_pickles_are_allowed(run_suite, whisper_tiny_en_dir, tmp_path) -> None:
     marker = tmp_path / "ran"
-    model = tmp_path / "pickled"
-    model.mkdir()
-    for file in whisper_tiny_en_dir.iterdir():
-        if file.is_file() and not file.name.startswith(".") and file.suffix != ".safetensors":
-            (model / file.name).symlink_to(file)
+    model = linked_copy(whisper_tiny_en_dir, tmp_path / "pickled", keep=lambda file: file.suffix != ".safetensors")
     (model / "pytorch_model.bin").write_bytes(pickle.dumps({"model.encoder.conv1.weight": _RunsCode(marker)}))
     result = run_suite(f"--whisperq-model={model}", "--whisperq-base=whisper-tiny.en", "--whisperq-allow-pickle",
                        "-k", "wer_under_ceiling or output_head")

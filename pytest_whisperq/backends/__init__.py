@@ -46,10 +46,6 @@ class Backend(Protocol):
 
 def load_backend(model: ResolvedModel, settings: Settings, role: str, log_dir: Path) -> Backend:
     """The configured backend for `model` (`role` is "model" or "base": it picks the endpoint URL)."""
-    from pytest_whisperq.models.processor_files import require_processor_files, vocabulary
-
-    require_processor_files(model.path, model.label)  # before a library fails on them with a traceback
-    vocabulary(model.path)  # the tokenizer's JSON read as plain data: a broken file is a CheckpointError here
     if settings.backend == "transformers":
         from pytest_whisperq.backends.transformers_backend import TransformersBackend
 

@@ -9,7 +9,7 @@ from pytest_whisperq.cache import Cache
 from pytest_whisperq.errors import ModelResolutionError
 from pytest_whisperq.models.builtin import BUILTINS, materialize
 from pytest_whisperq.models.spec import ModelSpec
-from pytest_whisperq.models.tensors import PICKLE_SUFFIXES, CheckpointTensors, read_config, weight_files
+from pytest_whisperq.models.tensors import PICKLE_SUFFIXES, CheckpointTensors
 # What a Whisper checkpoint needs from the hub; pickled weights only when allowed.
 HUB_FILES = ("*.json", "*.safetensors", "*.txt", "*.tiktoken")
 # Other precisions of the same weights (openai/whisper-large-v3 ships model.fp32-0000N-of-00002.safetensors
@@ -49,10 +49,8 @@ def validate_checkpoint_dir(path: Path, allow_pickle: bool, name: str) -> None:
     """A loadable Whisper checkpoint: config.json of model_type whisper and weights that read cleanly
     (safetensors headers that agree with the files; pickles only if allowed, and weights-only), so a
     truncated download or a booby-trapped pickle stops here, named, not inside a library's loader."""
-    read_config(path, name)
-    weight_files(path, allow_pickle, name)
-    # every header checked; allowed pickles read by torch's weights-only loader, which runs no code
-    CheckpointTensors.open(path, allow_pickle)
+    # config, then every header; allowed pickles read by torch's weights-only loader, which runs no code
+    CheckpointTensors.open(path, allow_pickle, name)
 
 
 def _download_from_hub(spec: ModelSpec, allow_pickle: bool) -> tuple[Path, str | None]:

@@ -173,10 +173,11 @@ class CheckpointTensors:
         self._pickled: dict[Path, dict[str, Any]] = {}
 
     @classmethod
-    def open(cls, path: Path, allow_pickle: bool = False) -> CheckpointTensors:
+    def open(cls, path: Path, allow_pickle: bool = False, name: str | None = None) -> CheckpointTensors:
+        """`name`: how messages call the checkpoint (the user's model spec); its path by default."""
         path = Path(path)
-        config = read_config(path, str(path))
-        kind, files = weight_files(path, allow_pickle, str(path))
+        config = read_config(path, name or str(path))
+        kind, files = weight_files(path, allow_pickle, name or str(path))
         if kind == "index":
             tensors, index = _sharded(path)
             return cls(path, config, tensors, "safetensors", index)
