@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 SESSION_KEY = pytest.StashKey[WhisperqSession]()
 GATED_PROPERTY = "whisperq_gate"  # user property of every test that uses a whisperq fixture
+WORKER_NOTES = "whisperq_notes"  # key of an xdist worker's notes in its workeroutput
 # Fixtures that cannot work without --whisperq-model (directly or through another fixture).
 NEEDS_MODEL = {"whisperq_model", "whisperq_model_ref"}
 
@@ -69,7 +70,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After the tests: compare with the baseline (a regression fails the run), write the reports
     asked for, save the run as a baseline; each once, from the results every test recorded."""
     state = session.config.stash.get(SESSION_KEY, None)
-    if state is None or hasattr(session.config, "workerinput"):  # xdist workers leave it to the controller
+    if state is None:
+        return
+    if hasattr(session.config, "workerinput"):  # xdist workers leave it to the controller
+        session.config.workeroutput[WORKER_NOTES] = list(state.notes)  # type: ignore[attr-defined]
         return
     settings = state.settings
     messages = state.notes + state.unrun_checks()
@@ -91,6 +95,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if reporter is not None:
         for message in messages:
             reporter.write_line(f"whisperq: {message}")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """On the xdist controller: the notes each worker made at collection (it is the workers that collect)
+    are printed once, at the end, as in a run without -n."""
+    state = node.config.stash.get(SESSION_KEY, None)  # type: ignore[attr-defined]
+    if state is None:
+        return
+    for note in getattr(node, "workeroutput", {}).get(WORKER_NOTES, ()):
+        if note not in state.notes:
+            state.notes.append(note)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -118,6 +118,10 @@ def test_agreement_is_deselected_and_said_so_when_the_run_has_one_backend(run) -
                                  "transformers backend (set --whisperq-agreement-backend=NAME to compare it with another)"])
     explicit = run(source, "--whisperq-model=whisper-tiny.en", "--whisperq-agreement-backend=none")
     explicit.stdout.fnmatch_lines(["*deselected: --whisperq-agreement-backend=none"])
+    # under xdist the workers collect: the controller prints their note once
+    parallel = run(source, "--whisperq-model=whisper-tiny.en", "-n", "2", subprocess=True)
+    assert parallel.ret == pytest.ExitCode.OK
+    assert parallel.stdout.str().count("whisperq: 1 cross-backend agreement test(s) deselected: this run uses only") == 1
 
 
 def test_the_reports_name_what_did_not_run(run, tmp_path: Path) -> None:
