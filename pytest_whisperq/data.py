@@ -59,41 +59,61 @@ def load_local_dataset(
                         "tab-separated file with a header line naming the columns file and text") from None
     if rows and not {"file", "text"} <= set(rows[0]):
         raise DataError(f"{metadata}: columns {sorted(k for k in rows[0] if k)} lack 'file' and 'text'")
-    utterances = []
+    utterances: list[Utterance] = []
+    problems: list[str] = []
     for line, row in enumerate(rows, start=2):
-        subset = row.get("subset") or "default"
-        if wanted is not None and subset not in wanted:
+        if wanted is not None and (row.get("subset") or "default") not in wanted:
             continue
-        if not (row.get("file") or "").strip():
-            raise DataError(f"{metadata}:{line}: no audio file named (every row needs file and text, tab-separated)")
-        relative = Path(os.path.normpath(row["file"]))
-        if relative.is_absolute() or not relative.parts or relative.parts[0] in ("..", "."):
-            raise DataError(f"{metadata}:{line}: audio file {row['file']!r} is not a file inside {directory}; "
-                            "name it by its path relative to the folder")
-        path = directory / relative
         try:
-            exists = path.is_file()
-        except OSError as error:  # a name too long for the file system, say
-            raise DataError(f"{metadata}:{line}: audio file {row['file'][:80]!r}: {error.strerror or error}") from None
-        if not exists:
-            raise DataError(f"{metadata}:{line}: audio file {row['file']} does not exist")
-        audio = load_audio(path)
-        try:
-            check_duration(audio, str(path))
-        except AudioError as error:
-            raise DataError(str(error)) from None
-        if not (row.get("text") or "").strip():
-            raise DataError(f"{metadata}:{line}: no reference text for {row['file']}; every utterance needs one")
-        speech = (row.get("speech") or "real").strip().lower()
-        if speech not in ("real", "synthetic"):
-            raise DataError(f"{metadata}:{line}: speech must be 'real' or 'synthetic', got {row['speech']!r}")
-        utterances.append(Utterance(Path(row["file"]).stem, subset, row["text"], audio, speech == "synthetic"))
+            utterances.append(_local_row(directory, row))
+        except (DataError, AudioError) as error:
+            problems.append(f"{metadata}:{line}: {error}")
         if limit is not None and len(utterances) >= limit:
             break
+    if problems:
+        raise unusable_rows(str(metadata), problems, len(utterances) + len(problems))
     if not utterances:
         which = f" in subsets {sorted(wanted)}" if wanted else ""
         raise DataError(f"{directory}: no utterances{which}; check the folder and the subset names")
     return utterances
+
+
+def _local_row(directory: Path, row: dict[str, Any]) -> Utterance:
+    """One `metadata.tsv` row as an utterance, or the DataError/AudioError saying what is wrong with it."""
+    if not (row.get("file") or "").strip():
+        raise DataError("no audio file named (every row needs file and text, tab-separated)")
+    relative = Path(os.path.normpath(row["file"]))
+    if relative.is_absolute() or not relative.parts or relative.parts[0] in ("..", "."):
+        raise DataError(f"audio file {row['file']!r} is not a file inside {directory}; "
+                        "name it by its path relative to the folder")
+    path = directory / relative
+    try:
+        exists = path.is_file()
+    except OSError as error:  # a name too long for the file system, say
+        raise DataError(f"audio file {row['file'][:80]!r}: {error.strerror or error}") from None
+    if not exists:
+        raise DataError(f"audio file {row['file']} does not exist")
+    if not (row.get("text") or "").strip():
+        raise DataError(f"no reference text for {row['file']}; every utterance needs one")
+    speech = (row.get("speech") or "real").strip().lower()
+    if speech not in ("real", "synthetic"):
+        raise DataError(f"speech must be 'real' or 'synthetic', got {row['speech']!r}")
+    audio = load_audio(path, row["file"])
+    check_duration(audio, row["file"])
+    return Utterance(Path(row["file"]).stem, row.get("subset") or "default", row["text"], audio, speech == "synthetic")
+
+
+MAX_LISTED_PROBLEMS = 20
+
+
+def unusable_rows(source: str, problems: Sequence[str], rows: int) -> DataError:
+    """Every bad row of a data set in one error, so that one run shows all there is to fix."""
+    if len(problems) == 1:
+        return DataError(problems[0])
+    listed = "\n".join(f"  - {problem}" for problem in problems[:MAX_LISTED_PROBLEMS])
+    more = f"\n  - ... and {len(problems) - MAX_LISTED_PROBLEMS} more" if len(problems) > MAX_LISTED_PROBLEMS else ""
+    return DataError(f"{source}: {len(problems)} of {rows} rows cannot be used; fix or remove them (nothing was "
+                     f"evaluated):\n{listed}{more}")
 
 
 def dataset_fingerprint(utterances: Sequence[Utterance]) -> str:
@@ -151,23 +171,33 @@ def load_hub_dataset(spec: DataSpec, limit: int | None = None, subset: str | Non
         stream = stream.cast_column(spec.audio_column, datasets.Audio(decode=False))
     label = subset or spec.location.rsplit("/", 1)[-1]
     utterances: list[Utterance] = []
+    problems: list[str] = []
     for index, row in enumerate(stream):
         if limit is not None and len(utterances) >= limit:
             break
         absent = [c for c in (spec.audio_column, spec.text_column) if c not in row]
-        if absent:
+        if absent:  # the columns are the data set's: every row would say the same
             raise DataError(f"{spec} row {index}: no column {absent[0]!r}; columns are {', '.join(row)} "
                             "(set audio=... / text=...)")
         uid = next((str(row[key]) for key in ("id", "audio_id") if row.get(key) not in (None, "")), f"{label}-{index:06d}")
-        text = row[spec.text_column]
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(f"{spec} row {index} ({uid}): the {spec.text_column!r} column holds {text!r}, not a reference text")
-        audio = _decode_row_audio(row[spec.audio_column], f"{spec} row {index}")
-        check_duration(audio, f"{spec} row {index} ({uid})")
-        utterances.append(Utterance(uid, label, text, audio))
+        try:
+            utterances.append(_hub_row(spec, row, index, uid, label))
+        except (DataError, AudioError) as error:
+            problems.append(str(error))
+    if problems:
+        raise unusable_rows(str(spec), problems, len(utterances) + len(problems))
     if not utterances:
         raise DataError(f"{spec}: no rows")
     return utterances
+
+
+def _hub_row(spec: DataSpec, row: dict[str, Any], index: int, uid: str, label: str) -> Utterance:
+    text = row[spec.text_column]
+    if not isinstance(text, str) or not text.strip():
+        raise DataError(f"{spec} row {index} ({uid}): the {spec.text_column!r} column holds {text!r}, not a reference text")
+    audio = _decode_row_audio(row[spec.audio_column], f"{spec} row {index}")
+    check_duration(audio, f"{spec} row {index} ({uid})")
+    return Utterance(uid, label, text, audio)
 
 
 def _decode_row_audio(value: Any, source: str) -> np.ndarray:

@@ -37,6 +37,37 @@ def _folder(tmp_path, rows, files=()):
     return tmp_path
 
 
+def test_every_bad_row_is_listed_in_one_error(tmp_path):
+    import soundfile
+
+    good = load_local_dataset(default_eval_dir(), limit=1)[0]
+    folder = tmp_path / "data"
+    folder.mkdir()
+    soundfile.write(str(folder / "good.wav"), good.audio, 16000)
+    soundfile.write(str(folder / "silent.wav"), np.zeros(16000, np.float32), 16000)
+    (folder / "garbage.wav").write_bytes(b"RIFF not audio")
+    (folder / "metadata.tsv").write_text("file\ttext\ngood.wav\thello\nsilent.wav\thello\ngarbage.wav\thello\n"
+                                         "gone.wav\thello\ngood.wav\t\n")
+    with pytest.raises(DataError) as raised:
+        load_local_dataset(folder)
+    lines = str(raised.value).splitlines()
+    assert lines[0] == f"{folder / 'metadata.tsv'}: 4 of 5 rows cannot be used; fix or remove them (nothing was evaluated):"
+    expected = ["3: silent.wav: silent: RMS -inf dBFS", "4: garbage.wav: cannot decode audio",
+                "5: audio file gone.wav does not exist", "6: no reference text for good.wav"]
+    assert len(lines) == 1 + len(expected)
+    for line, start in zip(lines[1:], expected):
+        assert line.startswith(f"  - {folder / 'metadata.tsv'}:{start}"), line
+
+
+def test_a_long_list_of_bad_rows_is_cut_with_a_count(tmp_path):
+    folder = _folder(tmp_path / "many", [f"gone{i}.wav\tx\thello" for i in range(25)])
+    with pytest.raises(DataError) as raised:
+        load_local_dataset(folder)
+    lines = str(raised.value).splitlines()
+    assert "25 of 25 rows cannot be used" in lines[0]
+    assert len(lines) == 1 + 20 + 1 and lines[-1] == "  - ... and 5 more"
+
+
 def test_bad_data_folders_are_clear_errors(tmp_path):
     with pytest.raises(DataError, match="no metadata.tsv"):
         load_local_dataset(tmp_path)
@@ -44,7 +75,7 @@ def test_bad_data_folders_are_clear_errors(tmp_path):
         load_local_dataset(_folder(tmp_path / "empty", []))
     with pytest.raises(DataError, match=r"metadata.tsv:2: audio file a.wav does not exist"):
         load_local_dataset(_folder(tmp_path / "missing", ["a.wav\tx\thello"]))
-    with pytest.raises(AudioError, match="cannot decode audio"):
+    with pytest.raises(DataError, match=r"metadata.tsv:2: a.wav: cannot decode audio"):
         load_local_dataset(_folder(tmp_path / "garbage", ["a.wav\tx\thello"], [("a.wav", b"RIFF not audio")]))
     with pytest.raises(DataError, match="no utterances in subsets"):
         load_local_dataset(default_eval_dir(), subsets=["no-such-subset"])
@@ -186,3 +217,12 @@ def test_a_datasets_row_without_reference_text_is_refused(tmp_path):
     with pytest.raises(DataError, match=r"row 1 \(1\): the 'text' column holds None, not a reference text"):
         load_data(parse_data_spec(f"hf:{tmp_path}?split=test"))
     assert [u.id for u in load_data(parse_data_spec(f"hf:{tmp_path}?split=test"), limit=1)] == ["0"]  # id 0 is an id
+
+    # several bad rows: every one is named in one error
+    (tmp_path / "more" / "data").mkdir(parents=True)
+    rows.append({"audio": {"bytes": b"RIFF not audio", "path": "c.wav"}, "text": "hello", "id": 2})
+    datasets.Dataset.from_list(rows).cast_column("audio", datasets.Audio()).to_parquet(
+        str(tmp_path / "more" / "data" / "test-00000-of-00001.parquet"))
+    with pytest.raises(DataError, match=r"2 of 3 rows cannot be used; fix or remove them \(nothing was evaluated\):\n"
+                                        r"  - .*row 1 \(1\): the 'text' column holds None.*\n  - .*row 2: cannot decode audio"):
+        load_data(parse_data_spec(f"hf:{tmp_path / 'more'}?split=test"))
