@@ -155,7 +155,7 @@ class WhisperqSession:
 
         resolved = self.resolved(role)
         return self._once(("tensors", resolved.path),
-                          lambda: CheckpointTensors.open(resolved.path, self.settings.allow_pickle))
+                          lambda: resolved.checkpoint or CheckpointTensors.open(resolved.path, self.settings.allow_pickle))
 
     def vocabulary(self, role: str) -> dict[str, int]:
         """The role's tokenizer vocabulary (token -> id), read as JSON."""

@@ -102,6 +102,24 @@ def test_pickled_weights_are_refused_unless_allowed(tmp_path):
     validate_checkpoint_dir(directory, True, "pickled")
 
 
+def test_an_allowed_pickle_is_read_once_for_resolution_and_the_format_checks(tmp_path, monkeypatch):
+    import torch
+
+    from pytest_whisperq.session import WhisperqSession
+    from pytest_whisperq.settings import build_settings
+
+    directory = _checkpoint(tmp_path / "pickled", weights=())
+    torch.save({"proj_out.weight": torch.ones(2, 2)}, directory / "pytorch_model.bin")
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: loads.append(args[0]) or real_load(*args, **kwargs))
+    session = WhisperqSession(build_settings({"cache_dir": tmp_path / "cache", "model": parse_model_spec(str(directory)),
+                                              "allow_pickle": True}, {}))
+    assert session.resolved("model").checkpoint is not None
+    assert session.tensors("model").read("proj_out.weight").tolist() == [[1.0, 1.0], [1.0, 1.0]]
+    assert loads == [directory.resolve() / "pytorch_model.bin"]
+
+
 def test_local_spec_resolves_to_its_directory(tmp_path):
     directory = _checkpoint(tmp_path / "ckpt")
     resolved = resolve(parse_model_spec(str(directory)), Cache(tmp_path / "cache"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_whisperq.cache import Cache
@@ -22,6 +22,9 @@ class ResolvedModel:
     spec: ModelSpec
     path: Path
     revision: str | None = None  # the commit a hub revision resolved to
+    # The checkpoint as resolution read and validated it: the format checks reuse it instead of reading
+    # the weights again (allowed pickles are loaded whole).
+    checkpoint: CheckpointTensors | None = field(default=None, compare=False, repr=False)
 
     @property
     def label(self) -> str:
@@ -38,19 +41,17 @@ def resolve(spec: ModelSpec, cache: Cache, allow_pickle: bool = False) -> Resolv
         return ResolvedModel(spec, materialize(BUILTINS[spec.value], cache))
     if spec.kind == "hub":
         path, commit = _download_from_hub(spec, allow_pickle)
-        validate_checkpoint_dir(path, allow_pickle, spec.raw)
-        return ResolvedModel(spec, path, commit)
+        return ResolvedModel(spec, path, commit, validate_checkpoint_dir(path, allow_pickle, spec.raw))
     path = Path(spec.value)
-    validate_checkpoint_dir(path, allow_pickle, spec.raw)
-    return ResolvedModel(spec, path)
+    return ResolvedModel(spec, path, checkpoint=validate_checkpoint_dir(path, allow_pickle, spec.raw))
 
 
-def validate_checkpoint_dir(path: Path, allow_pickle: bool, name: str) -> None:
+def validate_checkpoint_dir(path: Path, allow_pickle: bool, name: str) -> CheckpointTensors:
     """A loadable Whisper checkpoint: config.json of model_type whisper and weights that read cleanly
     (safetensors headers that agree with the files; pickles only if allowed, and weights-only), so a
     truncated download or a booby-trapped pickle stops here, named, not inside a library's loader."""
     # config, then every header; allowed pickles read by torch's weights-only loader, which runs no code
-    CheckpointTensors.open(path, allow_pickle, name)
+    return CheckpointTensors.open(path, allow_pickle, name)
 
 
 def _download_from_hub(spec: ModelSpec, allow_pickle: bool) -> tuple[Path, str | None]:
