@@ -68,7 +68,7 @@ def load_local_dataset(
             utterances.append(_local_row(directory, row))
         except (DataError, AudioError) as error:
             problems.append(f"{metadata}:{line}: {error}")
-        if limit is not None and len(utterances) >= limit:
+        if limit is not None and len(utterances) + len(problems) >= limit:  # bad rows count: the first N rows
             break
     if problems:
         raise unusable_rows(str(metadata), problems, len(utterances) + len(problems))
@@ -112,7 +112,7 @@ def unusable_rows(source: str, problems: Sequence[str], rows: int) -> DataError:
         return DataError(problems[0])
     listed = "\n".join(f"  - {problem}" for problem in problems[:MAX_LISTED_PROBLEMS])
     more = f"\n  - ... and {len(problems) - MAX_LISTED_PROBLEMS} more" if len(problems) > MAX_LISTED_PROBLEMS else ""
-    return DataError(f"{source}: {len(problems)} of {rows} rows cannot be used; fix or remove them (nothing was "
+    return DataError(f"{source}: {len(problems)} of {rows} rows read cannot be used; fix or remove them (nothing was "
                      f"evaluated):\n{listed}{more}")
 
 
@@ -173,7 +173,7 @@ def load_hub_dataset(spec: DataSpec, limit: int | None = None, subset: str | Non
     utterances: list[Utterance] = []
     problems: list[str] = []
     for index, row in enumerate(stream):
-        if limit is not None and len(utterances) >= limit:
+        if limit is not None and index >= limit:  # bad rows count too: a limit streams no more than N rows
             break
         absent = [c for c in (spec.audio_column, spec.text_column) if c not in row]
         if absent:  # the columns are the data set's: every row would say the same

@@ -51,7 +51,7 @@ def test_every_bad_row_is_listed_in_one_error(tmp_path):
     with pytest.raises(DataError) as raised:
         load_local_dataset(folder)
     lines = str(raised.value).splitlines()
-    assert lines[0] == f"{folder / 'metadata.tsv'}: 4 of 5 rows cannot be used; fix or remove them (nothing was evaluated):"
+    assert lines[0] == f"{folder / 'metadata.tsv'}: 4 of 5 rows read cannot be used; fix or remove them (nothing was evaluated):"
     expected = ["3: silent.wav: silent: RMS -inf dBFS", "4: garbage.wav: cannot decode audio",
                 "5: audio file gone.wav does not exist", "6: no reference text for good.wav"]
     assert len(lines) == 1 + len(expected)
@@ -64,8 +64,11 @@ def test_a_long_list_of_bad_rows_is_cut_with_a_count(tmp_path):
     with pytest.raises(DataError) as raised:
         load_local_dataset(folder)
     lines = str(raised.value).splitlines()
-    assert "25 of 25 rows cannot be used" in lines[0]
+    assert "25 of 25 rows read cannot be used" in lines[0]
     assert len(lines) == 1 + 20 + 1 and lines[-1] == "  - ... and 5 more"
+    # a limit counts bad rows too: the first N rows are read, no more
+    with pytest.raises(DataError, match=r"2 of 2 rows read cannot be used.*\n.*gone0.wav.*\n.*gone1.wav[^\n]*$"):
+        load_local_dataset(folder, limit=2)
 
 
 def test_bad_data_folders_are_clear_errors(tmp_path):
@@ -223,6 +226,9 @@ def test_a_datasets_row_without_reference_text_is_refused(tmp_path):
     rows.append({"audio": {"bytes": b"RIFF not audio", "path": "c.wav"}, "text": "hello", "id": 2})
     datasets.Dataset.from_list(rows).cast_column("audio", datasets.Audio()).to_parquet(
         str(tmp_path / "more" / "data" / "test-00000-of-00001.parquet"))
-    with pytest.raises(DataError, match=r"2 of 3 rows cannot be used; fix or remove them \(nothing was evaluated\):\n"
+    with pytest.raises(DataError, match=r"2 of 3 rows read cannot be used; fix or remove them \(nothing was evaluated\):\n"
                                         r"  - .*row 1 \(1\): the 'text' column holds None.*\n  - .*row 2: cannot decode audio"):
         load_data(parse_data_spec(f"hf:{tmp_path / 'more'}?split=test"))
+    # a limit streams no more rows than it names, bad ones included
+    with pytest.raises(DataError, match=r"row 1 \(1\): the 'text' column holds None, not a reference text$"):
+        load_data(parse_data_spec(f"hf:{tmp_path / 'more'}?split=test"), limit=2)

@@ -23,7 +23,8 @@ class ResolvedModel:
     path: Path
     revision: str | None = None  # the commit a hub revision resolved to
     # The checkpoint as resolution read and validated it: the format checks reuse it instead of reading
-    # the weights again (allowed pickles are loaded whole).
+    # the weights again. An allowed legacy (non-zip) pickle cannot be memory-mapped, so its weights stay in
+    # memory for the run; the format checks would hold them for the run anyway.
     checkpoint: CheckpointTensors | None = field(default=None, compare=False, repr=False)
 
     @property
