@@ -1,5 +1,6 @@
-"""Transcript sanity on every evaluation sample and on audio without speech: nothing empty, no
-loops, the expected language, close to the reference and to the base's transcript."""
+"""Transcript sanity against the base on the same audio: empty transcripts, loops, another language,
+samples far from the reference or from the base's transcript, talk on clips without speech. Each is
+counted for both models; the model's excess over the base is judged by the decision rule."""
 
 from pytest_whisperq.checks.sanity import (
     check_close_to_base,
@@ -11,26 +12,34 @@ from pytest_whisperq.checks.sanity import (
 )
 
 
-def test_no_empty_transcripts(whisperq_model_wer, whisperq_check):
-    whisperq_check(check_non_empty(whisperq_model_wer))
+def test_no_empty_transcripts(whisperq_base_wer, whisperq_model_wer, whisperq_settings, whisperq_check):
+    s = whisperq_settings
+    whisperq_check(check_non_empty(whisperq_base_wer, whisperq_model_wer, s.max_sanity_excess, s.rule()))
 
 
-def test_no_repetition_loops(whisperq_model_wer, whisperq_settings, whisperq_check):
-    whisperq_check(check_no_loops(whisperq_model_wer, whisperq_settings.max_repeats))
+def test_no_repetition_loops(whisperq_base_wer, whisperq_model_wer, whisperq_settings, whisperq_check):
+    s = whisperq_settings
+    whisperq_check(check_no_loops(whisperq_base_wer, whisperq_model_wer, s.max_repeats, s.max_sanity_excess, s.rule()))
 
 
-def test_transcripts_in_expected_language(whisperq_model_wer, whisperq_settings, whisperq_check):
-    whisperq_check(check_language(whisperq_model_wer, whisperq_settings.language))
+def test_transcripts_in_expected_language(whisperq_base_wer, whisperq_model_wer, whisperq_settings, whisperq_check):
+    s = whisperq_settings
+    whisperq_check(check_language(whisperq_base_wer, whisperq_model_wer, s.language, s.max_sanity_excess, s.rule()))
 
 
 def test_silent_on_silence(whisperq_model_silence, whisperq_base_silence, whisperq_settings, whisperq_check):
-    whisperq_check(check_silence(whisperq_model_silence, whisperq_base_silence, whisperq_settings.max_silence_words))
+    s = whisperq_settings
+    whisperq_check(check_silence(whisperq_model_silence, whisperq_base_silence, s.max_silence_words,
+                                 s.max_silence_excess, s.rule()))
 
 
 def test_close_to_reference(whisperq_base_wer, whisperq_model_wer, whisperq_settings, whisperq_check):
-    whisperq_check(check_close_to_reference(whisperq_base_wer, whisperq_model_wer, whisperq_settings.max_sample_wer))
+    s = whisperq_settings
+    whisperq_check(check_close_to_reference(whisperq_base_wer, whisperq_model_wer, s.max_sample_wer,
+                                            s.max_sanity_excess, s.rule()))
 
 
 def test_close_to_base(whisperq_base_wer, whisperq_model_wer, whisperq_normalizer, whisperq_settings, whisperq_check):
+    s = whisperq_settings
     whisperq_check(check_close_to_base(whisperq_base_wer, whisperq_model_wer, whisperq_normalizer,
-                                       whisperq_settings.max_base_disagreement))
+                                       s.max_base_disagreement, s.max_sanity_excess, s.rule()))

@@ -4,6 +4,8 @@
   suite-path         print the directory of the installed conformance suite
   check MODEL [...]  run the conformance suite on MODEL (extra arguments go to pytest)
   quantize BASE OUT  make the W4A16 GPTQ checkpoint of BASE (cached) and copy it to OUT
+  resolution REPORT  what a run's evaluation data can tell apart: the WER gate's operating
+                     characteristic, simulated on the report's per-utterance errors
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     quantize.add_argument("--samples", type=int, default=None, help="calibration utterances (default: 32)")
     quantize.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     quantize.add_argument("--cache-dir", type=Path, default=None)
+    resolution = commands.add_parser("resolution", help="simulate the WER gate's error rates on a report's data")
+    resolution.add_argument("report", type=Path, help="a JSON report (--whisperq-json) of a run that measured WER")
+    resolution.add_argument("--pool", default="real", help="speech pool to simulate (default: real)")
+    resolution.add_argument("--limit", type=float, default=None, help="WER delta limit (default: the report's)")
+    resolution.add_argument("--runs", type=int, default=2000, help="simulated runs per true delta (default: 2000)")
+    resolution.add_argument("--png", type=Path, default=None, help="draw the operating characteristic here")
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "check":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -47,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "quantize":
             return _quantize(args)
+        if args.command == "resolution":
+            return _resolution(args)
         from pytest_whisperq.resources import conformance_dir
 
         if args.command == "suite-path":
@@ -79,6 +89,39 @@ def _quantize(args: argparse.Namespace) -> int:
     produced = session.resolved("model").path
     shutil.copytree(produced, args.out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(MANIFEST_NAME))
     print(args.out)
+    return 0
+
+
+def _resolution(args: argparse.Namespace) -> int:
+    import json
+
+    from pytest_whisperq.decision import Rule
+    from pytest_whisperq.simulation import PairedErrors, draw_operating_characteristic, operating_characteristic
+
+    try:
+        run = json.loads(args.report.read_text(encoding="utf-8"))
+        rows = [row for row in run.get("utterances") or () if row.get("pool") == args.pool]
+        settings = run.get("settings") or {}
+    except (OSError, ValueError, AttributeError) as error:
+        raise WhisperqError(f"{args.report} cannot be read as a pytest-whisperq report: {error}") from None
+    if not rows:
+        raise WhisperqError(f"{args.report} has no per-utterance errors in the {args.pool!r} pool: write the report "
+                            "with --whisperq-json from a run that measured WER (pytest-whisperq >= schema 2)")
+    limit = args.limit if args.limit is not None else float(settings.get("max_wer_delta") or 0.5)
+    rule = Rule(alpha=round(1 - float(settings.get("confidence") or 0.95), 12))
+    population = PairedErrors.from_rows(rows)
+    deltas = [round(limit * k / 4, 4) for k in range(-2, 11)]
+    points = operating_characteristic(population, deltas, limit, rule, args.runs)
+    print(f"{args.pool} pool: {len(population)} utterances, {int(population.words.sum())} words, observed delta "
+          f"{population.delta():+.2f} points; limit {limit:g}, error rate {rule.alpha:g} per side, {args.runs} runs")
+    print("true delta  P(pass)  P(fail)  P(inconclusive)  interval coverage")
+    for point in points:
+        print(f"{point.true_delta:+10.2f}  {point.passed:7.3f}  {point.failed:7.3f}  {point.inconclusive:15.3f}  "
+              f"{point.coverage:17.3f}")
+    if args.png is not None:
+        draw_operating_characteristic(points, limit, f"WER gate on {len(population)} utterances "
+                                                     f"({int(population.words.sum())} words, {args.pool})", str(args.png))
+        print(f"drawn to {args.png}")
     return 0
 
 

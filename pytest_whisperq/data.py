@@ -1,7 +1,7 @@
 """Speech data: utterances with 16 kHz audio and reference text.
 
 A data source is either a local folder with `metadata.tsv` (columns `file`, `text`, optional
-`subset`, optional `speech` = real | synthetic) and the audio files it names (the shipped speech is two such folders), or a Hugging Face
+`subset`, optional `speech` = real | words | synthetic) and the audio files it names (the shipped speech is two such folders), or a Hugging Face
 `datasets` data set, named as `hf:NAME?config=C&split=S&audio=COLUMN&text=COLUMN`. Audio is decoded
 with soundfile, never torchaudio/torchcodec (they do not load beside the CPU torch build).
 """
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from pytest_whisperq.audio import TARGET_RATE, check_duration, load_audio, to_mono_16k
-from pytest_whisperq.dataspec import DataSpec
+from pytest_whisperq.dataspec import SPEECH_KINDS, DataSpec
 from pytest_whisperq.errors import AudioError, DataError
 
 METADATA_NAME = "metadata.tsv"
@@ -33,7 +33,11 @@ class Utterance:
     subset: str
     text: str
     audio: np.ndarray = field(repr=False)
-    synthetic: bool = False  # text-to-speech audio: reported apart, never pooled with real speech
+    speech: str = "real"  # its pool: real speech, isolated words (real, 1-2 words), synthetic (text-to-speech)
+
+    @property
+    def synthetic(self) -> bool:
+        return self.speech == "synthetic"
 
     @property
     def seconds(self) -> float:
@@ -96,11 +100,11 @@ def _local_row(directory: Path, row: dict[str, Any]) -> Utterance:
     if not (row.get("text") or "").strip():
         raise DataError(f"no reference text for {row['file']}; every utterance needs one")
     speech = (row.get("speech") or "real").strip().lower()
-    if speech not in ("real", "synthetic"):
-        raise DataError(f"speech must be 'real' or 'synthetic', got {row['speech']!r}")
+    if speech not in SPEECH_KINDS:
+        raise DataError(f"speech must be one of {', '.join(SPEECH_KINDS)}, got {row['speech']!r}")
     audio = load_audio(path, row["file"])
     check_duration(audio, row["file"])
-    return Utterance(Path(row["file"]).stem, row.get("subset") or "default", row["text"], audio, speech == "synthetic")
+    return Utterance(Path(row["file"]).stem, row.get("subset") or "default", row["text"], audio, speech)
 
 
 MAX_LISTED_PROBLEMS = 20
@@ -140,15 +144,47 @@ def load_data(spec: DataSpec, limit: int | None = None, subset: str | None = Non
 SILENCE_SECONDS = 5.0
 
 
+def _colored_noise(rng: np.random.Generator, frames: int, exponent: float) -> np.ndarray:
+    """Noise with power falling as 1/f**exponent (0 white, 1 pink, 2 brown), unit RMS."""
+    spectrum = np.fft.rfft(rng.standard_normal(frames))
+    frequencies = np.fft.rfftfreq(frames)
+    frequencies[0] = frequencies[1]
+    signal = np.fft.irfft(spectrum / frequencies ** (exponent / 2), n=frames)
+    return signal / np.sqrt(np.mean(signal ** 2))
+
+
+def _at_dbfs(signal: np.ndarray, dbfs: float) -> np.ndarray:
+    return (signal * 10 ** (dbfs / 20)).astype(np.float32)
+
+
 def silence_clips() -> list[Utterance]:
-    """Audio without speech, on which a sound model says nothing: digital silence and faint
-    white noise (-60 dBFS RMS, fixed seed)."""
-    frames = int(SILENCE_SECONDS * TARGET_RATE)
-    noise = np.random.default_rng(0).standard_normal(frames).astype(np.float32) * np.float32(10 ** (-60 / 20))
-    return [
-        Utterance("digital-silence", "silence", "", np.zeros(frames, dtype=np.float32)),
-        Utterance("noise-60dBFS", "silence", "", noise),
-    ]
+    """32 clips without speech, on which a sound model says nothing: digital silence of four lengths, white,
+    pink and brown noise at several levels, mains hum with harmonics, and sparse clicks (fixed seeds).
+    Enough clips for the paired rule to resolve a 10-point excess of talk over the base's."""
+    rate = TARGET_RATE
+    clips = [Utterance(f"digital-silence-{seconds:g}s", "silence", "", np.zeros(int(seconds * rate), np.float32))
+             for seconds in (1.0, 5.0, 10.0, 20.0)]
+    frames = int(SILENCE_SECONDS * rate)
+    for name, exponent, levels in (("white", 0.0, (-70, -60, -50, -45, -40)), ("pink", 1.0, (-60, -50, -40)),
+                                   ("brown", 2.0, (-55, -45))):
+        for level in levels:
+            for seed in (0, 1):
+                rng = np.random.default_rng(1000 * seed + abs(level) + int(10 * exponent))
+                clips.append(Utterance(f"noise-{name}{level}dBFS-{seed}", "silence", "",
+                                       _at_dbfs(_colored_noise(rng, frames, exponent), level)))
+    t = np.arange(frames) / rate
+    for mains in (50, 60):
+        hum = sum(np.sin(2 * np.pi * mains * k * t) / k for k in (1, 2, 3))
+        for level in (-50, -40):
+            clips.append(Utterance(f"hum-{mains}Hz{level}dBFS", "silence", "",
+                                   _at_dbfs(hum / np.sqrt(np.mean(hum ** 2)), level)))
+    for seed in range(4):
+        rng = np.random.default_rng(seed + 7)
+        clicks = np.zeros(frames)
+        clicks[rng.integers(0, frames, size=12)] = rng.choice([-1.0, 1.0], size=12) * 0.2
+        clips.append(Utterance(f"clicks-{seed}", "silence", "",
+                               (clicks + _at_dbfs(rng.standard_normal(frames), -70)).astype(np.float32)))
+    return clips
 
 
 def load_hub_dataset(spec: DataSpec, limit: int | None = None, subset: str | None = None) -> list[Utterance]:

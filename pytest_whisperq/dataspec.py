@@ -10,6 +10,11 @@ from urllib.parse import parse_qsl
 from pytest_whisperq.errors import ConfigError
 from pytest_whisperq.userpath import user_path
 
+# The speech pools, each judged and reported on its own (docs/statistics.md): real speech; real speech of
+# isolated words and two-word phrases, whose WER is dominated by homophones and spellings ("4" for "for");
+# synthetic speech (text-to-speech, one voice).
+SPEECH_KINDS = ("real", "words", "synthetic")
+
 
 @dataclass(frozen=True)
 class DataSpec:

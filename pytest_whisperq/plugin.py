@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_whisperq.errors import WhisperqError
-from pytest_whisperq.results import CheckResult
+from pytest_whisperq.results import CheckResult, blocks_release, failure_message
 from pytest_whisperq.session import NO_MODEL_MESSAGE, WhisperqSession
 from pytest_whisperq.settings import OPTIONS, Settings, argparse_type, build_settings
 
@@ -58,7 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("the whisperq reports and baselines are made from one process's results: run "
                                 "without pytest-xdist's -n (the models are loaded once a process anyway)")
     config.stash[SESSION_KEY] = state = WhisperqSession(settings)
-    config.pluginmanager.register(_SkipRecorder(state), "whisperq-skip-recorder")
+    config.pluginmanager.register(_OutcomeRecorder(state), "whisperq-outcome-recorder")
 
 
 def _runs_xdist_workers(config: pytest.Config) -> bool:
@@ -166,16 +166,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                            "so it cannot pass. Call whisperq_check(result) with the check's result")
 
 
-class _SkipRecorder:
-    """Remembers every whisperq test that was skipped (xfail aside): by default that fails the run.
-    Reports carry the mark in their user properties, so this works on the xdist controller too."""
+class _OutcomeRecorder:
+    """Remembers every whisperq test that was skipped (xfail aside): by default that fails the run; and
+    every one that failed, for the release verdict. Reports carry the mark in their user properties, so
+    this works on the xdist controller too."""
 
     def __init__(self, state: WhisperqSession) -> None:
         self.state = state
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.skipped and not hasattr(report, "wasxfail") and (GATED_PROPERTY, "required") in report.user_properties:
+        if (GATED_PROPERTY, "required") not in report.user_properties:
+            return
+        if report.skipped and not hasattr(report, "wasxfail"):
             self._record(report)
+        elif report.failed:
+            self.state.failed_tests.add(report.nodeid)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         """A module skipped as a whole (`importorskip("vllm")` at its top) has no tests to carry the mark:
@@ -200,12 +205,12 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
             f"device={settings.device} dtype={settings.dtype} cache={settings.cache_dir}"]
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(SESSION_KEY, None)
     if state is None or not state.results:
         return
     terminalreporter.section("whisperq")
-    for line in state.describe_models() + state.summary_lines():
+    for line in state.describe_models() + state.summary_lines() + state.verdict(int(exitstatus)).lines():
         terminalreporter.write_line(line)
 
 
@@ -414,9 +419,10 @@ def whisperq_check(request: pytest.FixtureRequest, whisperq_session: WhisperqSes
             pytest.fail("whisperq_check() was given no result: the check did not run", pytrace=False)
         for result in results:
             whisperq_session.record(request.node.nodeid, result)
-        failed = [result for result in results if not result.ok]
-        if failed:
-            pytest.fail("\n".join(result.describe() for result in failed), pytrace=False)
+        accept = whisperq_session.settings.accept_inconclusive
+        blocking = [result for result in results if blocks_release(result, accept)]
+        if blocking:
+            pytest.fail(failure_message(blocking), pytrace=False)
         return results[0] if len(results) == 1 else list(results)
 
     return check

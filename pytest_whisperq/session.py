@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pytest_whisperq.data import Utterance
     from pytest_whisperq.models.resolve import ResolvedModel
     from pytest_whisperq.models.tensors import CheckpointTensors
+    from pytest_whisperq.report.verdict import Verdict
     from pytest_whisperq.text import Normalizer
 
 T = TypeVar("T")
@@ -42,6 +43,7 @@ class WhisperqSession:
         self._memo: dict[Any, Any] = {}
         self._backends: list[Backend] = []
         self.skipped: list[tuple[str, str]] = []  # (test, reason): whisperq tests that did not run
+        self.failed_tests: set[str] = set()  # whisperq tests pytest reported failed or errored
         self.notes: list[str] = []  # what the run chose not to check, and why (printed at the end)
         self.transcript_sources: dict[tuple[str, str], tuple[int, bool]] = {}  # (path, data) -> (count, reused)
 
@@ -295,19 +297,34 @@ class WhisperqSession:
         return [f"{len(self.skipped)} whisperq check(s) skipped, {verdict}:"] + [
             f"  {nodeid}: {reason}" for nodeid, reason in self.skipped]
 
+    def required_checks(self) -> list[str]:
+        """The shipped suite's tests a release needs (`file::function`); agreement only with a second backend."""
+        from pytest_whisperq.report.verdict import AGREEMENT_TEST, suite_tests
+        from pytest_whisperq.resources import conformance_dir
+
+        tests = suite_tests(conformance_dir())
+        return [name for name in tests if name != AGREEMENT_TEST or self.agreement_backend() is not None]
+
+    def verdict(self, exit_status: int) -> Verdict:
+        from pytest_whisperq.report.verdict import release_verdict
+
+        return release_verdict(self.results, self.failed_tests, self.required_checks(), exit_status,
+                               self.settings.accept_inconclusive)
+
     def record(self, nodeid: str, result: CheckResult) -> None:
         self.results.append((nodeid, result))
 
     def summary_lines(self) -> list[str]:
         lines = []
         for nodeid, result in self.results:
-            verdict = "PASS" if result.ok else "FAIL"
             figure = ""
             if result.observed is not None:
                 figure = f" {result.observed}{result.unit}"
+                if result.decision is not None:
+                    figure += f" [{result.decision.low:+.2f}, {result.decision.high:+.2f}]"
                 if result.limit is not None:
                     figure += f" (limit {result.limit}{result.unit})"
-            lines.append(f"{verdict} {result.name}{figure}  [{nodeid}]")
+            lines.append(f"{result.label} {result.name}{figure}  [{nodeid}]")
             if result.detail:
                 lines.append(f"    {result.detail}")
         return lines

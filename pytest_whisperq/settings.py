@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_whisperq.cache import default_cache_root
-from pytest_whisperq.dataspec import DataSpec, parse_data_spec
+from pytest_whisperq.dataspec import SPEECH_KINDS, DataSpec, parse_data_spec
+from pytest_whisperq.decision import Rule
 from pytest_whisperq.errors import ConfigError
 from pytest_whisperq.models.spec import ModelSpec, parse_model_spec
 from pytest_whisperq.userpath import user_path
@@ -194,6 +195,17 @@ def _text(name: str) -> Callable[[str], str]:
     return parse
 
 
+def _pools(name: str) -> Callable[[str], tuple[str, ...]]:
+    def parse(value: str) -> tuple[str, ...]:
+        pools = tuple(dict.fromkeys(p.strip().lower() for p in value.split(",") if p.strip()))
+        unknown = [p for p in pools if p not in SPEECH_KINDS]
+        if not pools or unknown:
+            raise ConfigError(f"{name}: {value!r} is not a list of speech pools; choose from {', '.join(SPEECH_KINDS)}")
+        return pools
+
+    return parse
+
+
 def _flag(name: str) -> Callable[[str], bool]:
     def parse(value: str) -> bool:
         lowered = value.strip().lower()
@@ -285,12 +297,15 @@ OPTIONS: tuple[Option, ...] = (
          help="absolute WER ceiling for the model under test on the evaluation data, in percent (default: 15)"),
     _opt("max_wer_delta", _number, 0.0, default="0.5", metavar="POINTS",
          help="largest WER(model) - WER(base) allowed, in percentage points (default: 0.5)"),
-    _opt("wer_delta_gate", _choice, ("point", "upper"), default="point", metavar="point|upper",
-         help="gate on the point delta, or on the upper end of its bootstrap interval (default: point)"),
     _opt("confidence", _fraction, default="0.95", metavar="LEVEL",
-         help="confidence level of the WER delta's paired bootstrap interval (default: 0.95)"),
-    _opt("bootstrap_samples", _positive_int, default="10000", metavar="N",
-         help="bootstrap resamples for the WER delta's interval (default: 10000)"),
+         help="the decision rule's one-sided confidence: each gated figure (WER delta, sanity excess) is misjudged "
+              "with probability at most 1 - LEVEL at either end of its margin (default: 0.95)"),
+    _opt("accept_inconclusive", _flag, default="false", is_flag=True,
+         help="accept INCONCLUSIVE figures (the data could not tell pass from fail) instead of failing them; "
+              "the report still names each (default: off)"),
+    _opt("gated_pools", _pools, default="real", metavar="POOL,...",
+         help="the speech pools whose WER delta and ceiling gate the release: real, words (isolated words and "
+              "two-word phrases), synthetic; the others are reported, not gated (default: real)"),
     _opt("language", _language, default="en", metavar="CODE",
          help="the speech's language: decoding language and the transcripts' expected language (default: en)"),
     _opt("max_sample_wer", _number, 0.0, default="50", metavar="PERCENT",
@@ -300,7 +315,13 @@ OPTIONS: tuple[Option, ...] = (
     _opt("max_repeats", _positive_int, 2, default="3", metavar="N",
          help="sanity: a phrase repeated N times in a row (more than in the reference) is a loop (default: 3)"),
     _opt("max_silence_words", _positive_int, 0, default="0", metavar="N",
-         help="sanity: words allowed on audio without speech where the base says fewer (default: 0)"),
+         help="sanity: a transcript of audio without speech with more than N words talks on silence (default: 0)"),
+    _opt("max_sanity_excess", _number, 0.1, default="2", metavar="POINTS",
+         help="sanity: largest excess of the model over the base, in percent of utterances, of each property "
+              "(empty, loop, wrong language, far from reference, far from the base) (default: 2)"),
+    _opt("max_silence_excess", _number, 1.0, default="10", metavar="POINTS",
+         help="sanity: largest excess of the model over the base, in percent of the no-speech clips, of clips "
+              "talked on (default: 10)"),
     _opt("requests", _positive_int, default="32", metavar="N",
          help="throughput: transcription requests per measurement, the evaluation utterances cycled (default: 32)"),
     _opt("warmup", _positive_int, 0, default="2", metavar="N",
@@ -368,14 +389,16 @@ class Settings:
     batch_size: int
     max_wer: float
     max_wer_delta: float
-    wer_delta_gate: str
     confidence: float
-    bootstrap_samples: int
+    accept_inconclusive: bool
+    gated_pools: tuple[str, ...]
     language: str
     max_sample_wer: float
     max_base_disagreement: float
     max_repeats: int
     max_silence_words: int
+    max_sanity_excess: float
+    max_silence_excess: float
     requests: int
     warmup: int
     min_rps: float | None
@@ -394,6 +417,10 @@ class Settings:
     baseline_fail: tuple[Any, ...] | None
     allow_pickle: bool
     allow_skip: bool
+
+    def rule(self) -> Rule:
+        """The decision rule every gated figure is judged by."""
+        return Rule(alpha=round(1.0 - self.confidence, 12))
 
 
 PATH_OPTIONS = ("cache_dir", "json", "markdown", "charts", "baseline_storage")  # data and calib_data may be hf:..., anchored only if they exist
@@ -435,6 +462,9 @@ def build_settings(cli: dict[str, Any], ini: dict[str, str | None], ini_dir: Pat
     if values["agreement_backend"] == values["backend"]:
         raise ConfigError(f"--whisperq-agreement-backend={values['backend']} is the run's own backend: agreement compares "
                           "two different ones (name another, or 'none' to turn it off)")
+    if values["confidence"] <= 0.5:
+        raise ConfigError(f"--whisperq-confidence: {values['confidence']:g} would misjudge more often than not; "
+                          "use a level above 0.5, e.g. 0.95")
     if values["baseline_compare"] is not None and values["baseline_fail"] is None:
         raise ConfigError("--whisperq-baseline-compare needs --whisperq-baseline-fail: the regressions that fail the "
                           "run, e.g. --whisperq-baseline-fail=wer:0.3,rtfx:10%")

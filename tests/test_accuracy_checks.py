@@ -1,11 +1,12 @@
-"""The WER delta gate and its paired bootstrap interval, on hand-made reports."""
+"""The WER delta gate judged by the decision rule, on hand-made reports."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pytest_whisperq.checks.accuracy import bootstrap_interval, check_wer_delta, speech_pools, wer_delta
+from pytest_whisperq.checks.accuracy import check_wer_delta, speech_pools, wer_delta
+from pytest_whisperq.decision import ratio_delta_se
 from pytest_whisperq.checks.transcripts import UtteranceErrors, WerReport, pair_reports
 
 
@@ -17,78 +18,94 @@ def make_report(errors: list[int], words: list[int], subsets: list[str] | None =
     ))
 
 
-def test_identical_models_have_delta_zero_and_a_zero_width_interval():
-    base = make_report([1, 0, 3, 2] * 25, [10] * 100)
+def test_identical_models_pass_on_a_large_pool_with_a_floor_on_the_interval():
+    base = make_report([1, 0, 3, 2] * 75, [10] * 300)
     result = check_wer_delta("real", base, base, max_delta=0.5)
-    assert result.ok and result.observed == 0.0 and result.limit == 0.5
-    assert "delta +0.00 points, 95% CI [+0.00, +0.00]" in result.detail
-    assert "base WER 15.00% (150/1000 words), model WER 15.00% (150/1000)" in result.detail
+    assert result.outcome == "pass" and result.observed == 0.0 and result.limit == 0.5
+    # no utterance differs, yet the interval is not [0, 0]: 3 differing errors stay plausible (rule of three)
+    assert result.decision.high == pytest.approx(0.1, abs=0.001) and result.decision.low < 0
+    assert "base WER 15.00% (450/3000 words), model WER 15.00% (450/3000)" in result.detail
+
+
+def test_three_utterances_that_agree_are_inconclusive_never_a_pass():
+    base = make_report([0, 1, 0], [8, 7, 8])
+    result = check_wer_delta("real", base, base, max_delta=0.5)
+    assert result.outcome == "inconclusive" and not result.ok
+    assert "too few utterances (3, at least 30 to pass)" in result.detail
+    assert result.evidence[0].startswith("to decide: the upper bound must reach the limit or the standard error fall to 0.304")
+    assert "--whisperq-accept-inconclusive" in result.evidence[0]
 
 
 def test_delta_is_pooled_over_words_not_averaged_over_utterances():
     base = make_report([0, 0], [2, 98])
     model = make_report([1, 0], [2, 98])  # one utterance at 50%, the pool at 1%
-    delta = wer_delta("real", pair_reports(base, model), resamples=200)
+    delta = wer_delta("real", pair_reports(base, model))
     assert delta.base_wer == 0.0 and delta.model_wer == 1.0 and delta.delta == 1.0
 
 
-def test_a_regression_over_the_limit_fails_with_both_wers_and_the_worst_utterances():
-    base = make_report([0] * 50, [20] * 50, tag="base says")
-    model = make_report([0] * 44 + [3, 1, 2, 1, 1, 2], [20] * 50, tag="model says")
+def test_a_regression_shown_beyond_the_limit_fails_with_both_wers_and_the_worst_utterances():
+    base = make_report([0] * 200, [20] * 200, tag="base says")
+    model = make_report([0] * 150 + [3, 1, 2, 1, 1, 2] * 8 + [0, 0], [20] * 200, tag="model says")
     result = check_wer_delta("real", base, model, max_delta=0.5)
-    assert not result.ok and result.observed == 1.0
+    assert result.outcome == "fail" and result.observed == 2.0
     text = result.describe()
-    assert "FAIL wer_delta[real]: observed 1 points, limit 0.5 points" in text
-    assert "base WER 0.00% (0/1000 words), model WER 1.00% (10/1000)" in text
+    assert text.startswith("FAIL wer_delta[real]: observed 2 points, limit 0.5 points, interval [+1.")
+    assert "base WER 0.00% (0/4000 words), model WER 2.00% (80/4000)" in text
+    assert "FAIL: shown beyond the limit" in text
     first = result.evidence[0]
-    assert first.startswith("u044 (s): +3 errors (0 -> 3 of 20 words)")
-    assert "ref: 'reference 44' | base: 'base says 44' | model: 'model says 44'" in first
+    assert first.startswith("u150 (s): +3 errors (0 -> 3 of 20 words)")
+    assert "ref: 'reference 150' | base: 'base says 150' | model: 'model says 150'" in first
     assert "--whisperq-max-wer-delta" in result.evidence[-1]
 
 
-def test_the_interval_covers_the_point_and_narrows_with_more_data():
-    rng = np.random.default_rng(1)
-    widths = []
-    for n in (50, 800):
-        words = rng.integers(3, 20, size=n)
-        base = rng.binomial(words, 0.05)
-        model = base + rng.binomial(1, 0.1, size=n)
-        low, high = bootstrap_interval(words, base, model, resamples=4000, confidence=0.95)
-        point = 100 * (model.sum() - base.sum()) / words.sum()
-        assert low < point < high
-        widths.append(high - low)
-    assert widths[1] < widths[0] / 2.5  # ~ 1/sqrt(16)
+def test_a_resolved_pool_is_decided_by_its_point():
+    rng = np.random.default_rng(3)
+    words = rng.integers(5, 15, size=400)
+    base_errors = rng.binomial(words, 0.05)
+    flips = rng.choice([-1, 0, 0, 0, 1], size=400)
+    model_errors = np.maximum(base_errors + flips, 0)
+    base, model = make_report(list(base_errors), list(words)), make_report(list(model_errors), list(words))
+    result = check_wer_delta("real", base, model, max_delta=0.5)
+    d = result.decision
+    assert d.se * 1.645 <= 0.5 and d.low <= 0.5 <= d.high or d.high <= 0.5
+    assert result.outcome == ("pass" if d.point <= 0.5 else "fail")
 
 
-def test_bootstrap_matches_a_slow_reference_and_is_reproducible():
-    words = np.array([5, 8, 3, 12, 7])
-    base = np.array([0, 1, 0, 2, 1])
-    model = np.array([1, 1, 0, 3, 1])
-    fast = bootstrap_interval(words, base, model, resamples=3000, confidence=0.9, seed=7)
-    rng = np.random.default_rng(7)
-    draws = rng.integers(0, 5, size=(3000, 5))
-    slow = [100 * sum(model[i] - base[i] for i in row) / sum(words[i] for i in row) for row in draws]
-    assert fast == pytest.approx(tuple(np.quantile(slow, [0.05, 0.95])))
-    assert fast == bootstrap_interval(words, base, model, resamples=3000, confidence=0.9, seed=7)
-
-
-def test_gating_on_the_upper_bound_is_stricter_than_on_the_point():
+def test_an_unresolved_pool_is_inconclusive_and_says_how_much_more_data_would_decide():
     base = make_report([0] * 40, [10] * 40)
-    model = make_report([0] * 38 + [1, 1], [10] * 40)  # +0.5 points exactly, on 2 utterances
-    assert check_wer_delta("real", base, model, max_delta=0.5, gate_on="point").ok
-    upper = check_wer_delta("real", base, model, max_delta=0.5, gate_on="upper")
-    assert not upper.ok and upper.observed > 0.5 and "gated on the upper end of the interval" in upper.detail
-    assert any("the point delta +0.50 is within the limit but the interval reaches" in line for line in upper.evidence)
+    model = make_report([0] * 36 + [1, 2, 0, 1], [10] * 40)  # +1.0 point on 4 of 40 utterances
+    result = check_wer_delta("real", base, model, max_delta=0.5)
+    assert result.outcome == "inconclusive"
+    more = result.decision.more_units
+    assert more > 40 and f"about {more} more utterances (~{more * 10} words)" in result.evidence[0]
+
+
+def test_the_standard_error_is_the_ratio_estimators():
+    words = np.array([5, 8, 3, 12, 7])
+    diff = np.array([1, 0, 0, 1, 0])
+    point, se = ratio_delta_se(words, diff)
+    ratio = diff.sum() / words.sum()
+    expected = 100 * np.sqrt(((diff - ratio * words) ** 2).sum() * 5 / 4) / words.sum()
+    assert point == pytest.approx(100 * 2 / 35) and se == pytest.approx(expected)
 
 
 def test_per_subset_figures_are_shown_in_every_result():
-    base = make_report([0, 1, 0, 0], [10] * 4, ["ivr", "ivr", "read", "read"])
-    model = make_report([0, 1, 1, 0], [10] * 4, ["ivr", "ivr", "read", "read"])
-    result = check_wer_delta("real", base, model, max_delta=5.0, resamples=500)
+    base = make_report([0, 1, 0, 0] * 50, [10] * 200, ["ivr", "ivr", "read", "read"] * 50)
+    model = make_report([0, 1, 0, 0] * 49 + [0, 1, 1, 0], [10] * 200, ["ivr", "ivr", "read", "read"] * 50)
+    result = check_wer_delta("real", base, model, max_delta=5.0)
     assert result.ok
-    assert any(line.startswith("subset ivr: base 5.00% (1/20), model 5.00% (1/20), delta +0.00") for line in result.evidence)
-    assert any(line.startswith("subset read: base 0.00% (0/20), model 5.00% (1/20), delta +5.00") for line in result.evidence)
-    assert any(line.startswith("largest regression: u002 (read): +1 errors") for line in result.evidence)
+    assert any(line.startswith("subset ivr: base 5.00% (50/1000), model 5.00% (50/1000), delta +0.00") for line in result.evidence)
+    assert any(line.startswith("subset read: base 0.00% (0/1000), model 0.10% (1/1000), delta +0.10") for line in result.evidence)
+    assert any(line.startswith("largest regression: u198 (read): +1 errors") for line in result.evidence)
+
+
+def test_a_pool_that_is_not_gated_never_fails():
+    base = make_report([0] * 40, [10] * 40)
+    model = make_report([5] * 40, [10] * 40)
+    result = check_wer_delta("synthetic", base, model, max_delta=0.5, gated=False)
+    assert result.outcome == "fail" and not result.gated
+    assert result.describe().startswith("INFO (fail, not gated) wer_delta[synthetic]")
+
 
 
 def test_real_and_synthetic_speech_are_pooled_apart():
@@ -111,7 +128,3 @@ def test_references_without_words_fail_instead_of_passing_at_zero():
     assert not result.ok and "references have no words after normalisation" in result.detail
 
 
-def test_an_unknown_gate_is_refused():
-    base = make_report([0], [5])
-    with pytest.raises(ValueError, match="gate_on must be one of"):
-        check_wer_delta("real", base, base, max_delta=0.5, gate_on="Upper")

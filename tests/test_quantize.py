@@ -31,7 +31,7 @@ def evaluation() -> list[Utterance]:
 # --- calibration data ------------------------------------------------------------------------
 
 def test_shipped_calibration_speech_is_disjoint_from_the_evaluation_speech(calibration, evaluation):
-    assert len(calibration) == 128
+    assert len(calibration) == 32
     refuse_overlap(calibration, evaluation)  # must not raise
     assert "CC-BY-SA-3.0" in (default_calib_dir() / "NOTICE").read_text()
 

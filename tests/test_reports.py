@@ -27,10 +27,18 @@ def test_reports_of_a_real_failing_run_hold_its_figures(pytester, tiny_en_w4a16,
     result.stdout.fnmatch_lines([f"whisperq: report written to {report_json}", f"whisperq: report written to {report_md}"])
     run = json.loads(report_json.read_text())
 
-    assert run["verdict"] == "fail" and run["exit_status"] == 1
+    assert run["verdict"] == "fail" and run["exit_status"] == 1 and run["schema"] == 2
     names = [c["name"] for c in run["checks"]]
-    failed = [c["name"] for c in run["checks"] if not c["ok"]]
-    assert run["checks_failed"] == 2 and failed == ["wer_delta[real]", "wer_delta[synthetic]"]  # one test, two pools
+    failed = [c["name"] for c in run["checks"] if c["outcome"] == "fail" and c["gated"]]
+    assert run["checks_failed"] == 1 and failed == ["wer_delta[real]"]  # the other pools are reported, not gated
+    informational = {c["name"]: c["outcome"] for c in run["checks"] if not c["gated"]}
+    assert set(informational) == {"wer_delta[words]", "wer_delta[synthetic]", "wer[words]", "wer[synthetic]"}
+    assert run["required"]["not_run"] == [name for name in run["required"]["checks"] if "test_sanity.py" in name]
+    decision = next(c for c in run["checks"] if c["name"] == "wer_delta[real]")["decision"]
+    assert decision["outcome"] == "fail" and decision["low"] > 0.5 and decision["units"] == 221
+    # every utterance's errors, for simulating what this data can tell apart
+    rows = [row for row in run["utterances"] if row["pool"] == "real"]
+    assert len(rows) == 221 and sum(row["model_errors"] for row in rows) == run["wer"]["model"]["real"]["errors"]
     assert {"linears_packed", "wer[real]", "throughput[base]", "throughput[model]",
             "throughput_ratio[rtfx]"} <= set(names)
     # the identities: the weights' sha256 as the files on disk have it
@@ -40,7 +48,7 @@ def test_reports_of_a_real_failing_run_hold_its_figures(pytester, tiny_en_w4a16,
 
     # the figures are the results' own: the failing check's observed delta is the pooled WERs' difference
     real = {role: run["wer"][role]["real"] for role in ("model", "base")}
-    assert real["model"]["words"] == real["base"]["words"] == 1142
+    assert real["model"]["words"] == real["base"]["words"] == 2253
     delta = next(c for c in run["checks"] if c["name"] == "wer_delta[real]")
     assert delta["observed"] == pytest.approx(real["model"]["wer_percent"] - real["base"]["wer_percent"], abs=0.01)
     assert f"model WER {real['model']['wer_percent']:.2f}%" in delta["detail"]
@@ -50,8 +58,9 @@ def test_reports_of_a_real_failing_run_hold_its_figures(pytester, tiny_en_w4a16,
 
     markdown = report_md.read_text()
     assert markdown.startswith("# pytest-whisperq: ❌ FAIL\n")
-    assert "| `wer_delta[real]` | ❌ FAIL |" in markdown and "<summary><code>wer_delta[real]</code> failed" in markdown
-    assert (f"| WER, real speech (1142 words, 95 utterances) | {real['base']['wer_percent']:.2f}% | "
+    assert "| `wer_delta[real]` | ❌ FAIL |" in markdown and "<summary><code>wer_delta[real]</code> FAIL:" in markdown
+    assert "(not gated)" in markdown and "release verdict: FAIL" in markdown
+    assert (f"| WER, real speech (2253 words, 221 utterances) | {real['base']['wer_percent']:.2f}% | "
             f"{real['model']['wer_percent']:.2f}% |") in markdown
     evaluation = markdown[markdown.index("## Evaluation"):]
     for label, key, fmt in CARD_ROWS:  # every row of the card, with both models' figures
@@ -94,15 +103,18 @@ def test_no_report_is_written_unless_asked(pytester):
 def test_a_run_without_accuracy_or_throughput_says_so():
     from pytest_whisperq.report.markdown import render
 
-    run = {"verdict": "pass", "exit_status": 0, "checks_passed": 1, "checks_failed": 0,
+    run = {"verdict": "pass", "exit_status": 0, "checks_passed": 1, "checks_failed": 0, "checks_inconclusive": 0,
+           "checks_informational": 0, "verdict_lines": ["release verdict: PASS: every required check ran and passed"],
            "models": {"model": {"spec": "org/w4a16", "kind": "hub", "path": "/c/x", "files": {"model.safetensors": "ab" * 32}},
                       "base": None},
            "settings": {"backend": "transformers", "dtype": "auto", "device": "auto"}, "wer": {"model": None, "base": None},
-           "throughput": {}, "checks": [{"test": "t.py::test_a", "name": "linears_packed", "ok": True, "observed": "96/96",
-                                         "limit": "96/96", "unit": "", "detail": "", "evidence": []}]}
+           "throughput": {}, "checks": [{"test": "t.py::test_a", "name": "linears_packed", "ok": True, "outcome": "pass",
+                                         "gated": True, "observed": "96/96", "limit": "96/96", "unit": "",
+                                         "decision": None, "detail": "", "evidence": []}]}
     markdown = render(run)
     assert "- model: `org/w4a16` (1 files; weights sha256 `abababababab`)" in markdown
-    assert "| `linears_packed` | ✅ pass | 96/96 | 96/96 | `t.py::test_a` |" in markdown
+    assert "| `linears_packed` | ✅ pass | 96/96 |  | 96/96 | `t.py::test_a` |" in markdown
+    assert "- release verdict: PASS: every required check ran and passed" in markdown
     assert "Accuracy was not measured in this run." in markdown and "Throughput was not measured in this run." in markdown
 
 
@@ -110,11 +122,12 @@ def test_text_from_checkpoints_and_transcripts_cannot_rewrite_the_page():
     from pytest_whisperq.report.markdown import render
 
     hostile = "</summary></details>\n# ✅ PASS @everyone [click](http://x) | `code`"
-    run = {"verdict": "fail", "exit_status": 1, "checks_passed": 0, "checks_failed": 1,
+    run = {"verdict": "fail", "exit_status": 1, "checks_passed": 0, "checks_failed": 1, "checks_inconclusive": 0,
+           "checks_informational": 0, "verdict_lines": [f"release verdict: FAIL: failed: {hostile}"],
            "models": {"model": None, "base": None}, "settings": {"backend": "transformers", "dtype": "auto", "device": "auto"},
            "wer": {}, "throughput": {}, "regressions": [],
-           "checks": [{"test": "t.py::test_a", "name": "close_to_base", "ok": False, "observed": 1, "limit": 0, "unit": "",
-                       "detail": hostile, "evidence": [hostile]}]}
+           "checks": [{"test": "t.py::test_a", "name": "close_to_base", "ok": False, "outcome": "fail", "gated": True,
+                       "observed": 1, "limit": 0, "unit": "", "decision": None, "detail": hostile, "evidence": [hostile]}]}
     markdown = render(run)
     assert "</summary></details>\n#" not in markdown and "&lt;/summary&gt;&lt;/details&gt; \\# ✅ PASS \\@everyone" in markdown
     assert "\\[click\\](http://x) \\| \\`code\\`" in markdown

@@ -28,25 +28,49 @@ REFERENCES = {
     "u2": "Your call is important to us, please stay on the line.",
     "u3": "The kettle started to whistle just as the phone rang in the hallway.",
 }
+FILLER = 397  # correct utterances beside the three above: a pool the rule can judge at a 1-point limit (400)
 
 
-def report(hypotheses: dict[str, str], references: dict[str, str] = REFERENCES):
+def report(hypotheses: dict[str, str], references: dict[str, str] = REFERENCES, filler: int = FILLER):
+    references = {**references, **{f"f{i:03d}": f"this is sentence number {i} of the pool" for i in range(filler)}}
     ids = list(references)
-    return measure_wer(ids, ["ivr", "ivr", "tts"], [references[i] for i in ids],
-                       [hypotheses.get(i, references[i]) for i in ids], lower)
+    subsets = ["ivr", "ivr", "tts"] + ["fill"] * (len(ids) - 3)
+    return measure_wer(ids, subsets, [references[i] for i in ids], [hypotheses.get(i, references[i]) for i in ids], lower)
 
 
 def test_correct_transcripts_pass_every_check():
     good = report({})
-    for result in (check_non_empty(good), check_no_loops(good), check_language(good),
+    for result in (check_non_empty(good, good), check_no_loops(good, good), check_language(good, good),
                    check_close_to_reference(good, good, 50), check_close_to_base(good, good, lower, 50)):
-        assert result.ok, result.describe()
+        assert result.ok and result.outcome == "pass", result.describe()
 
 
-def test_an_empty_transcript_is_caught_and_named():
-    result = check_non_empty(report({"u2": "   "}))
-    assert not result.ok and result.observed == 1
-    assert result.evidence == ["u2 (ivr): empty transcript, reference 'Your call is important to us, please stay on the line.'"]
+def test_empty_transcripts_the_model_adds_fail_and_are_named():
+    empties = {"u2": "   ", **{f"f{i:03d}": "" for i in range(11)}}  # 5 of 100: 5 points over the base
+    result = check_non_empty(report({}), report(empties), limit=1.0)
+    assert result.outcome == "fail" and result.observed == 3.0
+    assert result.evidence[0].startswith("u2 (ivr): empty | ref: 'Your call is important to us, please stay on the line.'")
+    assert "model 12, base 0 of 400 utterances" in result.detail
+
+
+def test_empty_transcripts_the_base_has_too_do_not_fail_the_model():
+    empties = {f"f{i:03d}": "" for i in range(6)}
+    same = check_non_empty(report(empties), report(empties), limit=1.0)
+    assert same.outcome == "pass" and same.observed == 0.0
+    assert same.evidence[0].startswith("(base too) f000 (fill): empty")
+
+
+def test_one_odd_sample_in_a_large_pool_passes_and_is_still_listed():
+    result = check_non_empty(report({}), report({"u2": ""}), limit=1.0)
+    assert result.outcome == "pass" and result.observed == 0.25
+    assert result.evidence[0].startswith("u2 (ivr): empty")
+
+
+def test_a_tiny_pool_is_inconclusive_never_a_pass():
+    result = check_non_empty(report({}, filler=0), report({}, filler=0), limit=1.0)  # 3 utterances
+    assert result.outcome == "inconclusive" and not result.ok
+    assert "too few utterances (3, at least 30 to pass)" in result.detail
+    assert result.evidence[0].startswith("to decide: about ")
 
 
 @pytest.mark.parametrize("words, phrase, count", [
@@ -60,13 +84,20 @@ def test_longest_repetition(words, phrase, count):
     assert (run.phrase, run.count) == (phrase, count)
 
 
-def test_a_repetition_loop_is_caught_with_the_phrase_and_the_texts():
+def test_repetition_loops_the_model_adds_are_caught_with_the_phrase_and_the_texts():
     looping = "Please enter your password followed by the pound key. " + "The pound key. " * 6
-    result = check_no_loops(report({"u1": looping}), max_repeats=3)
-    assert not result.ok and result.observed == 1
+    loops = {"u1": looping, **{f"f{i:03d}": "sentence number " * 5 for i in range(11)}}
+    result = check_no_loops(report({}), report(loops), max_repeats=3)
+    assert result.outcome == "fail" and result.observed == 3.0
     assert result.evidence[0].startswith("u1 (ivr): 'the pound key' repeated 7 times in a row (limit 2)")
     assert "| ref: 'Please enter your password" in result.evidence[0]
-    assert "FAIL no_repetition_loops: observed 1, limit 0" in result.describe()
+    assert result.describe().startswith("FAIL no_repetition_loops: observed 3 points, limit 1 points, interval [")
+
+
+def test_loops_the_base_has_as_well_do_not_fail_the_model():
+    loops = {f"f{i:03d}": "sentence number " * 5 for i in range(5)}
+    result = check_no_loops(report(loops), report(loops), max_repeats=3)
+    assert result.outcome == "pass" and "model 5, base 5 of 400" in result.detail
 
 
 def test_repetition_the_reference_has_is_not_a_loop_but_runaway_output_is():
@@ -77,15 +108,17 @@ def test_repetition_the_reference_has_is_not_a_loop_but_runaway_output_is():
 
 def test_text_in_another_language_is_caught():
     german = "Bitte geben Sie Ihr Passwort ein und drücken Sie die Rautetaste."
-    result = check_language(report({"u1": german}), "en")
-    assert not result.ok and result.observed == 1
+    wrong = {"u1": german, **{f"f{i:03d}": "Dies ist Satz Nummer drei des Pools, sagte er." for i in range(11)}}
+    result = check_language(report({}), report(wrong), "en")
+    assert result.outcome == "fail" and result.observed == 3.0
     assert result.evidence[0].startswith("u1 (ivr): identified as 'de' (p=1.00), expected 'en'")
     assert german in result.evidence[0]
 
 
 def test_another_script_is_caught_even_in_a_short_transcript():
     assert language_reason("Goodbye.", "До свидания", "en", 4, 0.9) == "100% of its letters are not Latin script"
-    assert not check_language(report({"u2": "谢谢"}), "en").ok
+    chinese = {"u2": "谢谢", **{f"f{i:03d}": "谢谢" for i in range(11)}}
+    assert check_language(report({}), report(chinese), "en").outcome == "fail"
 
 
 def test_short_or_unjudgeable_transcripts_are_not_flagged():
@@ -95,45 +128,37 @@ def test_short_or_unjudgeable_transcripts_are_not_flagged():
     assert language_reason("Agent logged off.", "Agent logged off.", "en", 4, 0.9) is None
 
 
-def test_talk_on_silence_is_caught_unless_the_base_says_as_much():
-    base = [("digital-silence", ""), ("noise-60dBFS", "you")]
-    model = [("digital-silence", "you"), ("noise-60dBFS", "Thank you for watching!")]
-    result = check_silence(model, base, max_words=0)
-    assert not result.ok and result.observed == 2
-    assert result.evidence == [
-        "digital-silence: 1 words on silence (base 0, allowed 0): model 'you', base ''",
-        "noise-60dBFS: 4 words on silence (base 1, allowed 1): model 'Thank you for watching!', base 'you'",
-    ]
-    assert check_silence([("digital-silence", "you"), ("noise-60dBFS", "you")], base, max_words=1).ok
-    assert check_silence(base, base, max_words=0).ok  # Whisper's own "you" is not the quantization's fault
+def test_talk_on_silence_is_judged_against_the_base_on_the_same_clips():
+    clips = [f"clip{i:02d}" for i in range(32)]
+    base = [(clip, "you" if i < 10 else "") for i, clip in enumerate(clips)]
+    talkative = [(clip, "Thank you for watching!" if i < 20 else "") for i, clip in enumerate(clips)]
+    result = check_silence(talkative, base, max_words=0, limit=10)
+    assert result.outcome == "fail" and result.observed == 31.25  # 10 more clips of 32
+    assert result.evidence[0] == "clip10: model 'Thank you for watching!' (4 words), base ''"
+    assert check_silence(base, base, max_words=0, limit=10).outcome == "pass"  # Whisper's own "you"
     with pytest.raises(ValueError, match="different clips"):
-        check_silence(model, base[:1], max_words=0)
+        check_silence(talkative, base[:1], max_words=0)
 
 
-def test_a_sample_far_from_its_reference_fails_unless_the_base_is_as_far():
-    base = report({})
-    model = report({"u3": "The cattle started to whittle as the foam rang."})
-    result = check_close_to_reference(base, model, max_sample_wer=30)
-    assert not result.ok and result.observed == 1
+def test_samples_far_from_their_reference_count_against_the_model_only_beyond_the_base():
+    far = {"u3": "The cattle started to whittle as the foam rang.",
+           **{f"f{i:03d}": "this is a cat" for i in range(11)}}
+    result = check_close_to_reference(report({}), report(far), max_sample_wer=30)
+    assert result.outcome == "fail" and result.observed == 3.0
     assert result.evidence[0].startswith("u3 (tts): WER 54% (base 0%)")
-    both_bad = check_close_to_reference(model, model, max_sample_wer=30)
-    assert both_bad.ok and "1 more are as far off with the base" in both_bad.detail
+    both_bad = check_close_to_reference(report(far), report(far), max_sample_wer=30)
+    assert both_bad.outcome == "pass" and "model 12, base 12 of 400" in both_bad.detail
 
 
-def test_a_transcript_far_from_the_base_transcript_fails():
-    base = report({})
-    model = report({"u2": "Your cola is imported to a spleen stay online"})
-    result = check_close_to_base(base, model, lower, max_disagreement=40)
-    assert not result.ok and result.observed > 40
-    assert result.evidence[0].startswith("u2 (ivr): 7 word edits from the base's 11 words (64%)")
-    assert check_close_to_base(base, model, lower, max_disagreement=70).ok
-
-
-def test_a_sample_the_base_gets_wrong_excuses_the_model_only_if_it_is_no_worse():
-    base = report({"u1": "Please enter the password."})  # 50% WER on u1
-    far_worse = report({"u1": "Lease tender hour pass word fold bay the pond kay."})
-    result = check_close_to_reference(base, far_worse, max_sample_wer=30)
-    assert not result.ok and result.evidence[0].startswith("u1 (ivr): WER")
+def test_transcripts_far_from_the_base_count_against_the_one_further_from_the_reference():
+    strayed = {"u2": "Your cola is imported to a spleen stay online",
+               **{f"f{i:03d}": "the sentence is not here" for i in range(11)}}
+    result = check_close_to_base(report({}), report(strayed), lower, max_disagreement=40)
+    assert result.outcome == "fail" and result.observed == 3.0
+    assert result.evidence[0].startswith("u2 (ivr): 7 word edits from the base's 11 words (64%), errors base 0, model")
+    # the same disagreements with the roles swapped: the base was the one further off, the model is fine
+    assert check_close_to_base(report(strayed), report({}), lower, max_disagreement=40).outcome == "pass"
+    assert check_close_to_base(report({}), report(strayed), lower, max_disagreement=70).observed == 2.75
 
 
 def test_a_repetition_in_the_reference_excuses_only_the_same_phrase():
@@ -144,6 +169,6 @@ def test_a_repetition_in_the_reference_excuses_only_the_same_phrase():
 
 
 def test_a_language_the_identifier_does_not_know_fails_with_the_reason():
-    result = check_language(report({}), "eng")
+    result = check_language(report({}), report({}), "eng")
     assert not result.ok
     assert "langid.py does not know 'eng'" in result.detail and "--whisperq-language" in result.detail

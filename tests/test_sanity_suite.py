@@ -21,18 +21,27 @@ REFS = {
     "read-1": "The kettle started to whistle just as the phone rang in the hallway.",
     "read-2": "We walked along the river until the sun went down behind the hills.",
 }
-MODEL = {
+REFS.update({f"fill-{i:03d}": f"this is sentence number {i} of the pool" for i in range(396)})  # 400 utterances
+BAD = {  # each failure mode on 20 utterances (5 points of 400): beyond the 2-point limit
     "ivr-1": "Please enter your password followed by the pound key. The pound key. The pound key. The pound key.",
     "ivr-2": "",
     "read-1": "Der Wasserkessel begann zu pfeifen, als das Telefon im Flur klingelte.",
 }
+for i in range(0, 19):
+    BAD[f"fill-{i:03d}"] = "sentence number " * 6
+for i in range(19, 38):
+    BAD[f"fill-{i:03d}"] = ""
+for i in range(38, 57):
+    BAD[f"fill-{i:03d}"] = "Dies ist der Satz mit der Nummer drei in dem Pool, sagte er."
+BASE_TOO = {}  # what the base itself gets wrong: the model is not blamed for it
+CLIPS = [f"clip-{i:02d}" for i in range(32)]
 
 def lower(text):
     return " ".join(text.lower().replace(",", "").replace(".", "").split())
 
 def report(hypotheses):
     ids = list(REFS)
-    return measure_wer(ids, ["ivr", "ivr", "read", "read"], [REFS[i] for i in ids],
+    return measure_wer(ids, ["ivr", "ivr", "read", "read"] + ["fill"] * (len(ids) - 4), [REFS[i] for i in ids],
                        [hypotheses.get(i, REFS[i]) for i in ids], lower)
 
 @pytest.fixture(scope="session")
@@ -41,19 +50,19 @@ def whisperq_normalizer():
 
 @pytest.fixture(scope="session")
 def whisperq_base_wer():
-    return report({})
+    return report(BASE_TOO)
 
 @pytest.fixture(scope="session")
 def whisperq_model_wer():
-    return report(MODEL)
+    return report(BAD)
 
 @pytest.fixture(scope="session")
 def whisperq_base_silence():
-    return [("digital-silence", ""), ("noise-60dBFS", "you")]
+    return [(clip, "you" if i < 4 else "") for i, clip in enumerate(CLIPS)]
 
 @pytest.fixture(scope="session")
 def whisperq_model_silence():
-    return [("digital-silence", ""), ("noise-60dBFS", "Thank you for watching!")]
+    return [(clip, "Thank you for watching!" if i < 12 else "") for i, clip in enumerate(CLIPS)]
 '''
 
 
@@ -63,22 +72,34 @@ def test_bad_transcripts_fail_the_sanity_tests_with_the_sample_and_texts(pyteste
     result = pytester.runpytest_subprocess(f"--whisperq-cache-dir={tmp_path}", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=0, failed=6)
     result.stdout.fnmatch_lines_random([
-        "*FAIL non_empty_transcripts: observed 1, limit 0",
-        "*ivr-2 (ivr): empty transcript, reference 'Your call is important to us, please stay on the line.'",
-        "*FAIL no_repetition_loops: observed 1, limit 0",
+        "*FAIL non_empty_transcripts: observed 5 points, limit 2 points, interval [[]+*, +*[]]*",
+        "*ivr-2 (ivr): empty | ref: 'Your call is important to us, please stay on the line.' | base: * | model: ''",
+        "*FAIL no_repetition_loops: observed 5 points, limit 2 points*",
         "*ivr-1 (ivr): 'the pound key' repeated 4 times in a row (limit 2) | ref: *",
-        "*FAIL language[[]en[]]: observed 1, limit 0",
-        "*read-1 (read): identified as 'de' (p=1.00), expected 'en' | ref: * | hyp: 'Der Wasserkessel begann*",
-        "*FAIL silent_on_silence: observed 1, limit 0",
-        "*noise-60dBFS: 4 words on silence (base 1, allowed 1): model 'Thank you for watching!', base 'you'",
-        "*FAIL close_to_reference: observed 3, limit 0",
-        "*FAIL close_to_base: observed 100*, limit 50*",
+        "*FAIL language[[]en[]]: observed 5 points, limit 2 points*",
+        "*read-1 (read): identified as 'de' (p=1.00), expected 'en' | ref: * | base: * | model: 'Der Wasserkessel begann*",
+        "*FAIL silent_on_silence: observed 25 points, limit 10 points*",
+        "*clip-04: model 'Thank you for watching!' (4 words), base ''",
+        "*FAIL close_to_reference: observed 15 points, limit 2 points*",
+        "*FAIL close_to_base: observed 15 points, limit 2 points*",
     ])
 
 
+def test_the_base_s_own_failures_do_not_fail_the_model(pytester: pytest.Pytester, tmp_path):
+    """The base leaves the same transcripts empty, looping and in German: the model adds nothing, so every
+    sanity test passes, and each case is still listed as the base's too."""
+    pytester.makeconftest(CONFTEST.replace("BASE_TOO = {}", "BASE_TOO = BAD").replace(
+        '"you" if i < 4', '"Thank you for watching!" if i < 12'))
+    shutil.copy(conformance_dir() / "test_sanity.py", pytester.path / "test_sanity.py")
+    result = pytester.runpytest_subprocess(f"--whisperq-cache-dir={tmp_path}", "-p", "no:cacheprovider", "-rA")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines_random(["PASS non_empty_transcripts 0.0 points *", "PASS no_repetition_loops 0.0 points *",
+                                        "*model 20, base 20 of 400 utterances*"])
+
+
 def test_good_transcripts_pass_them(pytester: pytest.Pytester, tmp_path):
-    pytester.makeconftest(CONFTEST.replace("return report(MODEL)", "return report({})").replace(
-        '"Thank you for watching!"', '"you"'))
+    pytester.makeconftest(CONFTEST.replace("return report(BAD)", "return report({})").replace(
+        '"Thank you for watching!" if i < 12', '"you" if i < 4'))
     shutil.copy(conformance_dir() / "test_sanity.py", pytester.path / "test_sanity.py")
     result = pytester.runpytest_subprocess(f"--whisperq-cache-dir={tmp_path}", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=6)

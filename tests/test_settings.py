@@ -52,9 +52,9 @@ def test_option_table_names_flags_and_ini_keys() -> None:
         "concurrency", "startup_timeout", "request_timeout", "agreement_backend", "max_backend_disagreement",
         "vllm_memory_fraction",
         "device", "dtype", "cache_dir", "data", "data_limit",
-        "calib_data", "calib_samples", "batch_size", "max_wer", "max_wer_delta", "wer_delta_gate", "confidence",
-        "bootstrap_samples", "language", "max_sample_wer", "max_base_disagreement", "max_repeats",
-        "max_silence_words", "requests", "warmup", "min_rps", "min_rtfx", "min_tokens_per_second",
+        "calib_data", "calib_samples", "batch_size", "max_wer", "max_wer_delta", "confidence",
+        "accept_inconclusive", "gated_pools", "language", "max_sample_wer", "max_base_disagreement", "max_repeats",
+        "max_silence_words", "max_sanity_excess", "max_silence_excess", "requests", "warmup", "min_rps", "min_rtfx", "min_tokens_per_second",
         "min_throughput_ratio", "group_size", "max_layer_error", "layer_error_factor", "json", "markdown", "charts",
         "baseline_storage", "baseline_save", "baseline_compare", "baseline_fail",
         "allow_pickle", "allow_skip",
@@ -63,7 +63,8 @@ def test_option_table_names_flags_and_ini_keys() -> None:
     assert BY_NAME["cache_dir"].ini == "whisperq_cache_dir"
     assert BY_NAME["max_wer"].flag == "--whisperq-max-wer"
     assert BY_NAME["allow_pickle"].is_flag
-    assert [o.name for o in OPTIONS if o.is_flag] == ["baseline_save", "allow_pickle", "allow_skip"]
+    assert [o.name for o in OPTIONS if o.is_flag] == ["accept_inconclusive", "baseline_save",
+                                                      "allow_pickle", "allow_skip"]
 
 
 def test_every_default_parses() -> None:
@@ -199,10 +200,12 @@ def test_data_folder_is_resolved_and_a_hub_data_set_is_parsed() -> None:
 @pytest.mark.parametrize("name, raw, fragment", [
     ("max_wer_delta", "-1", "at least 0"),
     ("max_wer_delta", "half", "not a number"),
-    ("wer_delta_gate", "mean", "not one of point, upper"),
     ("confidence", "95", "between 0 and 1"),
     ("confidence", "0", "between 0 and 1"),
-    ("bootstrap_samples", "0", "at least 1"),
+    ("max_sanity_excess", "0", "at least 0.1"),
+    ("gated_pools", "real,spoken", "choose from real, words, synthetic"),
+    ("gated_pools", " , ", "not a list of speech pools"),
+    ("max_silence_excess", "0.5", "at least 1"),
     ("language", "english", "not an ISO 639-1 language code"),
     ("max_repeats", "1", "at least 2"),
     ("max_silence_words", "-1", "at least 0"),
@@ -225,10 +228,17 @@ def test_accuracy_and_sanity_options_reject_bad_values(name: str, raw: str, frag
 
 def test_accuracy_defaults() -> None:
     settings = build_settings({}, {})
-    assert (settings.max_wer_delta, settings.wer_delta_gate, settings.confidence, settings.bootstrap_samples) == (
-        0.5, "point", 0.95, 10000)
+    assert (settings.max_wer_delta, settings.confidence, settings.accept_inconclusive, settings.gated_pools) == (
+        0.5, 0.95, False, ("real",))
+    assert settings.rule().alpha == pytest.approx(0.05) and (settings.max_sanity_excess, settings.max_silence_excess) == (
+        2.0, 10.0)
     assert (settings.language, settings.max_sample_wer, settings.max_base_disagreement, settings.max_repeats,
             settings.max_silence_words, settings.data_limit) == ("en", 50.0, 50.0, 3, 0, None)
+
+
+def test_a_confidence_at_or_below_a_half_is_refused() -> None:
+    with pytest.raises(ConfigError, match="would misjudge more often than not"):
+        build_settings({"confidence": 0.5}, {})
 
 
 @pytest.mark.parametrize("name", ["cache_dir"])

@@ -23,13 +23,21 @@ def test_wer_counts_errors_per_utterance_and_subset():
     assert r.wer_percent == 20.0 and r.subset("a").wer_percent == 12.5
 
 
+def many(hypotheses: list[str], copies: int = 20):
+    references = ["The cat sat.", "A dog ran far away", "Hello, world"] * copies
+    return measure_wer([f"u{i}" for i in range(len(references))], ["a", "a", "b"] * copies, references,
+                       hypotheses * copies, lower)
+
+
 def test_wer_ceiling_passes_under_and_fails_over_with_the_worst_utterances():
-    good = check_wer_ceiling(report(["the cat sat", "a dog ran far away", "hello world"]), 5.0, "all")
+    good = check_wer_ceiling(many(["the cat sat", "a dog ran far away", "hello world"]), 5.0, "all")
     assert good.ok and good.observed == 0.0
-    bad = check_wer_ceiling(report(["the cat sat", "a frog swam", "hello world"]), 5.0, "all")
-    assert not bad.ok and bad.observed == 40.0 and bad.limit == 5.0
-    assert "u2: 4 errors / 5 words" in bad.evidence[0] and "per subset: a 50.00% (4/8)" in bad.detail
-    assert "FAIL wer[all]: observed 40%, limit 5%" in bad.describe()
+    bad = check_wer_ceiling(many(["the cat sat", "a frog swam", "hello world"]), 5.0, "all")
+    assert not bad.ok and bad.observed == 40.0 and bad.limit == 5.0 and bad.outcome == "fail"
+    assert "u1: 4 errors / 5 words" in bad.evidence[0] and "per subset: a 50.00% (80/160)" in bad.detail
+    assert bad.describe().startswith("FAIL wer[all]: observed 40%, limit 5%, interval [")
+    few = check_wer_ceiling(report(["the cat sat", "a dog ran far away", "hello world"]), 5.0, "all")
+    assert few.outcome == "inconclusive"  # three utterances cannot show a WER under a ceiling
 
 
 def test_reports_pair_by_id_and_refuse_different_utterances():

@@ -1,8 +1,11 @@
 """Transcript sanity: the failure modes a broken quantization shows before its WER does.
 
-Each check looks at every sample and names the ones that fail with their texts: empty output,
-a repetition loop, text on silence, another language, and transcripts far from the reference
-or from the base model's transcript of the same audio.
+Each property (empty output, a repetition loop, another language, far from the reference, far from
+the base's transcript, talk on silence) is counted for the base and for the model on the same
+utterances, and the model's excess over the base, in percent of utterances, is judged by the
+decision rule (`pytest_whisperq.decision`): the base's own failures never fail the model, and one
+odd sample in a large set does not either. Every flagged sample is listed as evidence with its
+texts, the model's own first.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from pytest_whisperq.checks.transcripts import WerReport, pair_reports, word_errors
+from pytest_whisperq.checks.transcripts import UtteranceErrors, WerReport, pair_reports, word_errors
+from pytest_whisperq.decision import Rule, decide, paired_mean_se
 from pytest_whisperq.results import CheckResult, evidence_list
 from pytest_whisperq.text import Normalizer
 
@@ -30,17 +34,54 @@ def _short(text: str) -> str:
     return repr(text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS] + "...")
 
 
-def check_non_empty(report: WerReport) -> CheckResult:
-    """Every utterance whose reference has words must get a non-empty transcript."""
-    empty = [u for u in report.utterances if u.words and not u.hypothesis.strip()]
+# --- the paired rule ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Flag:
+    """One utterance's property for both models, and the line that shows it."""
+
+    base: bool
+    model: bool
+    line: str
+
+
+def check_excess(name: str, flags: Sequence[Flag], limit: float, rule: Rule, what: str, unit: str = "utterances") -> CheckResult:
+    """The model's excess of a property over the base, in percent of `unit`, judged by the decision rule
+    (good: no excess, bad: twice the limit). Evidence: the model's cases, then both's, then the base's."""
+    n = len(flags)
+    point, se = paired_mean_se([float(f.model) - float(f.base) for f in flags])
+    decision = decide(point, se, limit, margin=limit, units=n, rule=rule, se_floor=rule.rule_of_three_se(n))
+    model_only = [f.line for f in flags if f.model and not f.base]
+    both = [f"(base too) {f.line}" for f in flags if f.model and f.base]
+    base_only = [f"(base only) {f.line}" for f in flags if f.base and not f.model]
+    base_count, model_count = sum(f.base for f in flags), sum(f.model for f in flags)
+    detail = (f"{what}: model {model_count}, base {base_count} of {n} {unit} ({len(model_only)} the model's alone, "
+              f"{len(base_only)} the base's alone); excess {point:+.2f} points; {decision.outcome.upper()}: {decision.how}")
+    evidence = model_only + both + base_only
+    if decision.outcome == "inconclusive":
+        evidence.insert(0, f"to decide: about {decision.more_units} more {unit} like these (standard error "
+                           f"{decision.se:.2f}, needed {decision.se_needed:.2f}); or --whisperq-accept-inconclusive")
     return CheckResult(
-        name="non_empty_transcripts",
-        ok=not empty,
-        observed=len(empty),
-        limit=0,
-        detail=f"{len(empty)} of {len(report.utterances)} transcripts are empty",
-        evidence=evidence_list([f"{u.id} ({u.subset}): empty transcript, reference {_short(u.reference)}" for u in empty]),
+        name=name,
+        ok=decision.outcome == "pass",
+        observed=round(float(point), 2),
+        limit=limit,
+        unit=" points",
+        detail=detail,
+        evidence=evidence_list(evidence),
+        decision=decision,
     )
+
+
+def _texts(b: UtteranceErrors, m: UtteranceErrors) -> str:
+    return f"ref: {_short(m.reference)} | base: {_short(b.hypothesis)} | model: {_short(m.hypothesis)}"
+
+
+def check_non_empty(base: WerReport, model: WerReport, limit: float = 1.0, rule: Rule = Rule()) -> CheckResult:
+    """Empty transcripts where the reference has words: the model's excess over the base."""
+    flags = [Flag(bool(b.words and not b.hypothesis.strip()), bool(m.words and not m.hypothesis.strip()),
+                  f"{m.id} ({m.subset}): empty | {_texts(b, m)}") for b, m in pair_reports(base, model)]
+    return check_excess("non_empty_transcripts", flags, limit, rule, "empty transcripts")
 
 
 # --- repetition loops ---------------------------------------------------------------------------
@@ -94,52 +135,36 @@ def loop_reason(reference: str, hypothesis: str, max_repeats: int, max_length_ra
     return None
 
 
-def check_no_loops(report: WerReport, max_repeats: int = 3, max_length_ratio: float = 2.0) -> CheckResult:
-    """No transcript repeats a phrase `max_repeats` times in a row or runs far past its reference."""
-    looping = []
-    for u in report.utterances:
-        reason = loop_reason(u.reference, u.hypothesis, max_repeats, max_length_ratio)
-        if reason:
-            looping.append(f"{u.id} ({u.subset}): {reason} | ref: {_short(u.reference)} | hyp: {_short(u.hypothesis)}")
-    return CheckResult(
-        name="no_repetition_loops",
-        ok=not looping,
-        observed=len(looping),
-        limit=0,
-        detail=f"{len(looping)} of {len(report.utterances)} transcripts loop "
-               f"(a phrase of up to {MAX_PHRASE_WORDS} words {max_repeats}+ times in a row, more than in the reference, or more than "
-               f"{max_length_ratio:g} x the reference's words + 10)",
-        evidence=evidence_list(looping),
-    )
+def check_no_loops(base: WerReport, model: WerReport, max_repeats: int = 3, limit: float = 1.0, rule: Rule = Rule(),
+                   max_length_ratio: float = 2.0) -> CheckResult:
+    """Transcripts that repeat a phrase `max_repeats` times in a row (more than the reference does) or
+    run far past their reference: the model's excess over the base."""
+    flags = []
+    for b, m in pair_reports(base, model):
+        base_reason = loop_reason(b.reference, b.hypothesis, max_repeats, max_length_ratio)
+        model_reason = loop_reason(m.reference, m.hypothesis, max_repeats, max_length_ratio)
+        flags.append(Flag(base_reason is not None, model_reason is not None,
+                          f"{m.id} ({m.subset}): {model_reason or base_reason} | {_texts(b, m)}"))
+    return check_excess("no_repetition_loops", flags, limit, rule,
+                        f"looping transcripts (a phrase of up to {MAX_PHRASE_WORDS} words {max_repeats}+ times in a row, "
+                        f"more than in the reference, or over {max_length_ratio:g} x the reference's words + 10)")
 
 
 # --- silence ------------------------------------------------------------------------------------
 
-def check_silence(model: Sequence[tuple[str, str]], base: Sequence[tuple[str, str]], max_words: int) -> CheckResult:
-    """On audio with no speech the model may say no more than the base says on the same clip, and
-    at most `max_words` words where the base says less (Whisper itself often says "you" on silence).
-    `model` and `base` are `(clip, transcript)` pairs for the same clips."""
+def check_silence(model: Sequence[tuple[str, str]], base: Sequence[tuple[str, str]], max_words: int = 0,
+                  limit: float = 10.0, rule: Rule = Rule()) -> CheckResult:
+    """Clips without speech talked on (more than `max_words` words): the model's excess over the base on
+    the same clips (Whisper itself often says "you" on silence). `model` and `base` are `(clip, transcript)`."""
     base_text = dict(base)
     if set(base_text) != {clip for clip, _ in model}:
         raise ValueError("model and base silence transcripts are for different clips")
     if not model or len(base_text) != len(model):
         raise ValueError("the silence check needs at least one clip, each with a unique id")
-    talkative = []
-    for clip, text in model:
-        said, base_said = len(words_of(text)), len(words_of(base_text[clip]))
-        allowed = max(max_words, base_said)
-        if said > allowed:
-            talkative.append(f"{clip}: {said} words on silence (base {base_said}, allowed {allowed}): "
-                             f"model {_short(text)}, base {_short(base_text[clip])}")
-    return CheckResult(
-        name="silent_on_silence",
-        ok=not talkative,
-        observed=len(talkative),
-        limit=0,
-        detail="clips without speech, model | base: " + "; ".join(
-            f"{clip} {text!r} | {base_text[clip]!r}" for clip, text in model),
-        evidence=evidence_list(talkative),
-    )
+    flags = [Flag(len(words_of(base_text[clip])) > max_words, len(words_of(text)) > max_words,
+                  f"{clip}: model {_short(text)} ({len(words_of(text))} words), base {_short(base_text[clip])}")
+             for clip, text in model]
+    return check_excess("silent_on_silence", flags, limit, rule, f"clips talked on (over {max_words} words)", "clips")
 
 
 # --- language -----------------------------------------------------------------------------------
@@ -189,7 +214,9 @@ def language_reason(reference: str, hypothesis: str, language: str, min_words: i
     return f"identified as {found!r} (p={probability:.2f}), expected {language!r}"
 
 
-def check_language(report: WerReport, language: str = "en", min_words: int = 4, min_probability: float = 0.9) -> CheckResult:
+def check_language(base: WerReport, model: WerReport, language: str = "en", limit: float = 1.0, rule: Rule = Rule(),
+                   min_words: int = 4, min_probability: float = 0.9) -> CheckResult:
+    """Transcripts not in `language`: the model's excess over the base."""
     if language not in identifiable_languages():
         return CheckResult(
             name=f"language[{language}]", ok=False,
@@ -197,47 +224,27 @@ def check_language(report: WerReport, language: str = "en", min_words: int = 4, 
                    f"{', '.join(sorted(identifiable_languages()))}. Pass --whisperq-language with one of these "
                    "codes, or deselect this test (-k 'not language') if your language is not among them",
         )
-    wrong = []
-    for u in report.utterances:
-        reason = language_reason(u.reference, u.hypothesis, language, min_words, min_probability)
-        if reason:
-            wrong.append(f"{u.id} ({u.subset}): {reason} | ref: {_short(u.reference)} | hyp: {_short(u.hypothesis)}")
-    return CheckResult(
-        name=f"language[{language}]",
-        ok=not wrong,
-        observed=len(wrong),
-        limit=0,
-        detail=f"{len(wrong)} of {len(report.utterances)} transcripts are not in {language!r} "
-               f"({sum(len(words_of(u.hypothesis)) < min_words for u in report.utterances)} have under {min_words} "
-               "words: only their script is checked)",
-        evidence=evidence_list(wrong),
-    )
+    flags = []
+    for b, m in pair_reports(base, model):
+        base_reason = language_reason(b.reference, b.hypothesis, language, min_words, min_probability)
+        model_reason = language_reason(m.reference, m.hypothesis, language, min_words, min_probability)
+        flags.append(Flag(base_reason is not None, model_reason is not None,
+                          f"{m.id} ({m.subset}): {model_reason or base_reason} | {_texts(b, m)}"))
+    short = sum(len(words_of(u.hypothesis)) < min_words for u in model.utterances)
+    return check_excess(f"language[{language}]", flags, limit, rule,
+                        f"transcripts not in {language!r} ({short} of the model's have under {min_words} words: only "
+                        "their script is checked)")
 
 
 # --- closeness ----------------------------------------------------------------------------------
 
-def check_close_to_reference(base: WerReport, model: WerReport, max_sample_wer: float) -> CheckResult:
-    """Each sample's WER must stay under `max_sample_wer` percent, unless the base is as far off
-    on it too (then the sample, not the quantization, is hard: listed, not failed)."""
-    far, excused = [], []
-    for b, m in pair_reports(base, model):
-        if 100.0 * m.wer > max_sample_wer:
-            line = (f"{m.id} ({m.subset}): WER {100 * m.wer:.0f}% (base {100 * b.wer:.0f}%) | ref: {_short(m.reference)} | "
-                    f"base: {_short(b.hypothesis)} | model: {_short(m.hypothesis)}")
-            # excused only where the base is as far off and the model is no worse than the base
-            (excused if 100.0 * b.wer > max_sample_wer and m.errors <= b.errors else far).append(line)
-    detail = (f"{len(far)} of {len(model.utterances)} samples have a WER above {max_sample_wer:g}% "
-              "and more errors than the base")
-    if excused:
-        detail += f"; {len(excused)} more are as far off with the base, and no worse (not counted)"
-    return CheckResult(
-        name="close_to_reference",
-        ok=not far,
-        observed=len(far),
-        limit=0,
-        detail=detail,
-        evidence=evidence_list(far + [f"(base as far off) {line}" for line in excused]),
-    )
+def check_close_to_reference(base: WerReport, model: WerReport, max_sample_wer: float = 50.0, limit: float = 1.0,
+                             rule: Rule = Rule()) -> CheckResult:
+    """Samples with a WER above `max_sample_wer` percent: the model's excess over the base."""
+    flags = [Flag(100.0 * b.wer > max_sample_wer, 100.0 * m.wer > max_sample_wer,
+                  f"{m.id} ({m.subset}): WER {100 * m.wer:.0f}% (base {100 * b.wer:.0f}%) | {_texts(b, m)}")
+             for b, m in pair_reports(base, model)]
+    return check_excess("close_to_reference", flags, limit, rule, f"samples with a WER above {max_sample_wer:g}%")
 
 
 def disagreement(base_text: str, model_text: str, normalize: Normalizer) -> tuple[int, int]:
@@ -246,25 +253,19 @@ def disagreement(base_text: str, model_text: str, normalize: Normalizer) -> tupl
     return word_errors(base_norm, model_norm), len(base_norm.split())
 
 
-def check_close_to_base(base: WerReport, model: WerReport, normalize: Normalizer, max_disagreement: float) -> CheckResult:
-    """Each sample's transcript must be within `max_disagreement` percent WER of the base's transcript."""
-    far = []
-    worst = 0.0
+def check_close_to_base(base: WerReport, model: WerReport, normalize: Normalizer, max_disagreement: float = 50.0,
+                        limit: float = 1.0, rule: Rule = Rule()) -> CheckResult:
+    """Transcripts more than `max_disagreement` percent WER apart from the base's. Such a disagreement
+    counts against the one of the two further from the reference: the model's count is where it is
+    worse, the base's where the base is (a tie counts for neither), so a good model's differences, which
+    go both ways, cancel, and a model that strays from its base where the base was right does not."""
+    flags = []
     for b, m in pair_reports(base, model):
         edits, length = disagreement(b.hypothesis, m.hypothesis, normalize)
         share = 100.0 * edits / length if length else (100.0 if edits else 0.0)
-        worst = max(worst, share)
-        if share > max_disagreement:
-            far.append(f"{m.id} ({m.subset}): {edits} word edits from the base's {length} words ({share:.0f}%) | "
-                       f"ref: {_short(m.reference)} | base: {_short(b.hypothesis)} | model: {_short(m.hypothesis)}")
-    return CheckResult(
-        name="close_to_base",
-        ok=not far,
-        observed=round(worst, 1),
-        limit=max_disagreement,
-        unit="%",
-        detail=f"{len(far)} of {len(model.utterances)} transcripts differ from the base's by more than "
-               f"{max_disagreement:g}% WER (observed: the worst sample)",
-        evidence=evidence_list(far),
-    )
-
+        far = share > max_disagreement
+        flags.append(Flag(far and b.errors > m.errors, far and m.errors > b.errors,
+                          f"{m.id} ({m.subset}): {edits} word edits from the base's {length} words ({share:.0f}%), "
+                          f"errors base {b.errors}, model {m.errors} | {_texts(b, m)}"))
+    return check_excess("close_to_base", flags, limit, rule,
+                        f"transcripts over {max_disagreement:g}% WER from the other model's and the further from the reference")

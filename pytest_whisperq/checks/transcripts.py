@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pytest_whisperq.decision import Outcome, Rule, decide, ratio_delta_se
 from pytest_whisperq.results import CheckResult
 from pytest_whisperq.text import Normalizer
 
@@ -94,10 +95,18 @@ def score(utterances: Sequence[Utterance], hypotheses: Sequence[Hypothesis], nor
                        [h.text for h in hypotheses], normalize)
 
 
-def check_wer_ceiling(report: WerReport, max_wer_percent: float, label: str) -> CheckResult:
-    """The WER on `report` must not exceed an absolute ceiling (a sanity floor on quality)."""
-    observed = round(report.wer_percent, 2)
-    ok = observed <= max_wer_percent and report.words > 0
+CEILING_MARGIN = 0.2  # the WER ceiling's margin, a share of the ceiling: 15% tells 12% from 18%
+
+
+def check_wer_ceiling(report: WerReport, max_wer_percent: float, label: str, rule: Rule = Rule(),
+                      gated: bool = True) -> CheckResult:
+    """The WER on `report` must stay under an absolute ceiling (a floor on quality), judged by the
+    decision rule with a margin of a fifth of the ceiling."""
+    rows = report.utterances
+    observed, se = ratio_delta_se([u.words for u in rows], [u.errors for u in rows])
+    decision = decide(observed, se, max_wer_percent, margin=max(CEILING_MARGIN * max_wer_percent, 0.1),
+                      units=len(rows), rule=rule, se_floor=rule.rule_of_three_se(report.words))
+    ok = decision.outcome is Outcome.PASS and report.words > 0
     evidence = [
         f"{u.id}: {u.errors} errors / {u.words} words | ref: {u.reference!r} | hyp: {u.hypothesis!r}"
         for u in report.worst(5) if u.errors
@@ -105,18 +114,20 @@ def check_wer_ceiling(report: WerReport, max_wer_percent: float, label: str) -> 
     return CheckResult(
         name=f"wer[{label}]",
         ok=ok,
-        observed=observed,
+        observed=round(float(observed), 2),
         limit=max_wer_percent,
         unit="%",
         detail=(
             ("the references have no words after normalisation: no WER can be measured; " if not report.words else "")
-            + f"{report.errors} word errors in {report.words} reference words, {len(report.utterances)} utterances; "
-            "per subset: " + ", ".join(
+            + f"{report.errors} word errors in {report.words} reference words, {len(rows)} utterances "
+            f"({decision.outcome.upper()}: {decision.how}); per subset: " + ", ".join(
                 f"{name} {sub.wer_percent:.2f}% ({sub.errors}/{sub.words})"
                 for name in report.subsets() for sub in [report.subset(name)]
             )
         ),
         evidence=evidence if not ok else evidence[:3],
+        decision=decision if report.words else None,
+        gated=gated,
     )
 
 

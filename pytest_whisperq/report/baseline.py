@@ -10,12 +10,14 @@ speech pool), `rtfx:10%` (its RTFx may fall by at most 10%), and so on for the m
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pytest_whisperq.decision import Outcome, Rule, decide, ratio_delta_se
 from pytest_whisperq.errors import ConfigError, WhisperqError
 from pytest_whisperq.results import CheckResult
 from pytest_whisperq.userpath import user_path
@@ -137,16 +139,17 @@ def incomparable(baseline: dict[str, Any], current: dict[str, Any], baseline_nam
 
 
 def compare(baseline: dict[str, Any], current: dict[str, Any], thresholds: tuple[Threshold, ...],
-            baseline_name: str) -> list[CheckResult]:
+            baseline_name: str, rule: Rule = Rule()) -> list[CheckResult]:
     try:
-        return incomparable(baseline, current, baseline_name) + _compare(baseline, current, thresholds, baseline_name)
+        return incomparable(baseline, current, baseline_name) + _compare(baseline, current, thresholds, baseline_name,
+                                                                         rule)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise BaselineError(f"{baseline_name} is not a report this version can compare with "
                             f"({type(error).__name__}: {error}); save a new baseline") from None
 
 
 def _compare(baseline: dict[str, Any], current: dict[str, Any], thresholds: tuple[Threshold, ...],
-             baseline_name: str) -> list[CheckResult]:
+             baseline_name: str, rule: Rule) -> list[CheckResult]:
     results = []
     for threshold in thresholds:
         before, now = figures(baseline, threshold.metric), figures(current, threshold.metric)
@@ -164,8 +167,44 @@ def _compare(baseline: dict[str, Any], current: dict[str, Any], thresholds: tupl
                 results.append(CheckResult(name=f"baseline[{label}]", ok=False,
                                            detail=f"{baseline_name} has no {label} to compare with"))
                 continue
-            results.append(_compare_one(label, before[label], value, threshold, baseline_name))
+            if threshold.metric == "wer":
+                results.append(_compare_wer(label, baseline, current, threshold, baseline_name, rule))
+            else:
+                results.append(_compare_one(label, before[label], value, threshold, baseline_name))
     return results
+
+
+def _paired_rows(run: dict[str, Any], pool: str) -> dict[str, tuple[int, int]]:
+    return {row["id"]: (int(row["words"]), int(row["model_errors"]))
+            for row in run.get("utterances") or () if row.get("pool") == pool}
+
+
+def _compare_wer(label: str, baseline: dict[str, Any], current: dict[str, Any], threshold: Threshold,
+                 baseline_name: str, rule: Rule) -> CheckResult:
+    """The model's WER now against the baseline's on the same utterances, judged by the decision rule
+    (good: no rise, bad: twice the limit), from the per-utterance errors both reports keep."""
+    pool = label[len("wer["):-1]
+    before, now = _paired_rows(baseline, pool), _paired_rows(current, pool)
+    name = f"baseline[{label}]"
+    if not before or set(before) != set(now):
+        why = (f"{baseline_name} has no per-utterance errors (a report from before schema 2)" if not before else
+               f"{baseline_name} and this run scored different utterances in the {pool} pool")
+        return CheckResult(name=name, ok=False, limit=threshold.limit, unit=" points",
+                           decision=decide(0.0, math.inf, threshold.limit, threshold.limit, 0, rule),
+                           detail=f"{label}: cannot be judged: {why}; save a baseline with this version on the same data")
+    ids = sorted(now)
+    point, se = ratio_delta_se([now[i][0] for i in ids], [now[i][1] - before[i][1] for i in ids])
+    words = sum(now[i][0] for i in ids)
+    decision = decide(float(point), float(se), threshold.limit, threshold.limit, len(ids), rule,
+                      rule.rule_of_three_se(words))
+    detail = (f"{label}: {100 * sum(before[i][1] for i in ids) / words:.2f}% in {baseline_name}, "
+              f"{100 * sum(now[i][1] for i in ids) / words:.2f}% now, on the same {len(ids)} utterances; worse by "
+              f"{point:+.2f} points; {str(decision.outcome).upper()}: {decision.how}")
+    if decision.outcome is not Outcome.PASS:
+        detail += (". If the change is intended, make this run the reference (--whisperq-baseline-save, then compare "
+                   "with its number); otherwise compare the two reports' per-utterance errors")
+    return CheckResult(name=name, ok=decision.outcome is Outcome.PASS, observed=round(float(point), 2),
+                       limit=threshold.limit, unit=" points", detail=detail, decision=decision)
 
 
 def _compare_one(label: str, before: float, now: float, threshold: Threshold, baseline_name: str) -> CheckResult:

