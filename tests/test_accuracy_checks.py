@@ -108,16 +108,17 @@ def test_a_pool_that_is_not_gated_never_fails():
 
 
 
-def test_real_and_synthetic_speech_are_pooled_apart():
+def test_real_words_and_synthetic_speech_are_pooled_apart():
     class Utt:
-        def __init__(self, uid: str, synthetic: bool) -> None:
-            self.id, self.synthetic = uid, synthetic
+        def __init__(self, uid: str, speech: str) -> None:
+            self.id, self.speech = uid, speech
 
-    report = make_report([1, 2, 3], [10, 10, 10])
-    pools = speech_pools([Utt("u000", False), Utt("u001", True), Utt("u002", False)], report, report)
+    report = make_report([1, 2, 3, 4], [10, 10, 10, 1])
+    pools = speech_pools([Utt("u000", "real"), Utt("u001", "synthetic"), Utt("u002", "real"), Utt("u003", "words")],
+                         report, report)
     assert [(label, [u.id for u in part.utterances]) for label, part, _ in pools] == [
-        ("real", ["u000", "u002"]), ("synthetic", ["u001"])]
-    only_real = speech_pools([Utt("u000", False), Utt("u001", False), Utt("u002", False)], report)
+        ("real", ["u000", "u002"]), ("words", ["u003"]), ("synthetic", ["u001"])]
+    only_real = speech_pools([Utt("u000", "real"), Utt("u001", "real"), Utt("u002", "real")], report)
     assert [label for label, _ in only_real] == ["real"]
 
 

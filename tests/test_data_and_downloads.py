@@ -109,7 +109,7 @@ def test_speech_kind_and_unique_ids_are_enforced(tmp_path):
     (folder / "b.wav").write_bytes(_wav())
     assert [u.synthetic for u in load_local_dataset(folder)] == [True, False]  # empty means real
     (folder / "metadata.tsv").write_text("file\tsubset\tspeech\ttext\na.wav\tx\ttts\thello\n")
-    with pytest.raises(DataError, match=r"metadata.tsv:2: speech must be 'real' or 'synthetic', got 'tts'"):
+    with pytest.raises(DataError, match=r"metadata.tsv:2: speech must be one of real, words, synthetic, got 'tts'"):
         load_local_dataset(folder)
     (folder / "metadata.tsv").write_text("file\tsubset\ttext\na.wav\tx\t \n")
     with pytest.raises(DataError, match=r"metadata.tsv:2: no reference text for a.wav"):
