@@ -122,3 +122,19 @@ def test_the_whole_suite_meets_both_targets(real_pool):
     assert suite_good >= 0.95, (wer_good, sanity_good, silence_good)
     wer_bad = simulate_wer_delta(real_pool, 1.0, LIMIT, RULE, SUITE_RUNS, seed=31).passed
     assert wer_bad <= 0.05  # the suite passes at most as often as its WER gate does
+
+
+def test_the_resolution_command_simulates_any_report(tmp_path, capsys):
+    from pytest_whisperq.__main__ import main
+
+    rows = json.loads(POPULATION_FILE.read_text())["utterances"]
+    report = tmp_path / "run.json"
+    report.write_text(json.dumps({"utterances": rows, "settings": {"max_wer_delta": 0.5, "confidence": 0.95}}))
+    assert main(["resolution", str(report), "--runs", "300", "--png", str(tmp_path / "oc.png")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("real pool: 221 utterances, 2253 words, observed delta +0.27 points; limit 0.5")
+    assert "true delta  P(pass)  P(fail)  P(inconclusive)  interval coverage" in out
+    assert (tmp_path / "oc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report.write_text(json.dumps({"checks": []}))  # a report from before schema 2
+    assert main(["resolution", str(report)]) == 2
+    assert "has no per-utterance errors in the 'real' pool" in capsys.readouterr().err
