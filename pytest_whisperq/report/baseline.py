@@ -139,17 +139,18 @@ def incomparable(baseline: dict[str, Any], current: dict[str, Any], baseline_nam
 
 
 def compare(baseline: dict[str, Any], current: dict[str, Any], thresholds: tuple[Threshold, ...],
-            baseline_name: str, rule: Rule = Rule()) -> list[CheckResult]:
+            baseline_name: str, rule: Rule = Rule(), gated_pools: tuple[str, ...] = ("real",)) -> list[CheckResult]:
+    """Each threshold's comparison; the WER of a pool that is not gated is reported, never failed."""
     try:
         return incomparable(baseline, current, baseline_name) + _compare(baseline, current, thresholds, baseline_name,
-                                                                         rule)
+                                                                         rule, gated_pools)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise BaselineError(f"{baseline_name} is not a report this version can compare with "
                             f"({type(error).__name__}: {error}); save a new baseline") from None
 
 
 def _compare(baseline: dict[str, Any], current: dict[str, Any], thresholds: tuple[Threshold, ...],
-             baseline_name: str, rule: Rule) -> list[CheckResult]:
+             baseline_name: str, rule: Rule, gated_pools: tuple[str, ...]) -> list[CheckResult]:
     results = []
     for threshold in thresholds:
         before, now = figures(baseline, threshold.metric), figures(current, threshold.metric)
@@ -168,7 +169,7 @@ def _compare(baseline: dict[str, Any], current: dict[str, Any], thresholds: tupl
                                            detail=f"{baseline_name} has no {label} to compare with"))
                 continue
             if threshold.metric == "wer":
-                results.append(_compare_wer(label, baseline, current, threshold, baseline_name, rule))
+                results.append(_compare_wer(label, baseline, current, threshold, baseline_name, rule, gated_pools))
             else:
                 results.append(_compare_one(label, before[label], value, threshold, baseline_name))
     return results
@@ -180,16 +181,16 @@ def _paired_rows(run: dict[str, Any], pool: str) -> dict[str, tuple[int, int]]:
 
 
 def _compare_wer(label: str, baseline: dict[str, Any], current: dict[str, Any], threshold: Threshold,
-                 baseline_name: str, rule: Rule) -> CheckResult:
+                 baseline_name: str, rule: Rule, gated_pools: tuple[str, ...]) -> CheckResult:
     """The model's WER now against the baseline's on the same utterances, judged by the decision rule
     (good: no rise, bad: twice the limit), from the per-utterance errors both reports keep."""
     pool = label[len("wer["):-1]
     before, now = _paired_rows(baseline, pool), _paired_rows(current, pool)
-    name = f"baseline[{label}]"
+    name, gated = f"baseline[{label}]", pool in gated_pools
     if not before or set(before) != set(now):
         why = (f"{baseline_name} has no per-utterance errors (a report from before schema 2)" if not before else
                f"{baseline_name} and this run scored different utterances in the {pool} pool")
-        return CheckResult(name=name, ok=False, limit=threshold.limit, unit=" points",
+        return CheckResult(name=name, ok=False, limit=threshold.limit, unit=" points", gated=gated,
                            decision=decide(0.0, math.inf, threshold.limit, threshold.limit, 0, rule),
                            detail=f"{label}: cannot be judged: {why}; save a baseline with this version on the same data")
     ids = sorted(now)
@@ -204,7 +205,7 @@ def _compare_wer(label: str, baseline: dict[str, Any], current: dict[str, Any], 
         detail += (". If the change is intended, make this run the reference (--whisperq-baseline-save, then compare "
                    "with its number); otherwise compare the two reports' per-utterance errors")
     return CheckResult(name=name, ok=decision.outcome is Outcome.PASS, observed=round(float(point), 2),
-                       limit=threshold.limit, unit=" points", detail=detail, decision=decision)
+                       limit=threshold.limit, unit=" points", detail=detail, decision=decision, gated=gated)
 
 
 def _compare_one(label: str, before: float, now: float, threshold: Threshold, baseline_name: str) -> CheckResult:

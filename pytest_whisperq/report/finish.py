@@ -26,7 +26,8 @@ def finish_run(session: WhisperqSession, exit_status: int) -> tuple[list[str], b
     if settings.baseline_compare is not None:
         try:
             path, baseline = load_run(settings.baseline_storage, settings.baseline_compare)
-            results = compare(baseline, measured, settings.baseline_fail, path.name, settings.rule())
+            results = compare(baseline, measured, settings.baseline_fail, path.name, settings.rule(),
+                              settings.gated_pools)
         except BaselineError as error:
             results = [CheckResult(name="baseline", ok=False, detail=str(error))]
         for result in results:
@@ -35,8 +36,10 @@ def finish_run(session: WhisperqSession, exit_status: int) -> tuple[list[str], b
         failed = bool(blocking)
         outcome = ("FAILED" if any(r.outcome is Outcome.FAIL for r in blocking) else "INCONCLUSIVE" if blocking
                    else "passed")
-        messages.append(f"baseline comparison {outcome} "
-                        f"({sum(r.ok for r in results)} of {len(results)} figures shown within their limits)")
+        gated = [result for result in results if result.gated]
+        reported = f"; {len(results) - len(gated)} reported, not gated" if len(gated) < len(results) else ""
+        messages.append(f"baseline comparison {outcome} ({sum(r.ok for r in gated)} of {len(gated)} gated figures shown "
+                        f"within their limits{reported})")
         messages += [f"  {result.describe().splitlines()[0]}" for result in blocking]
     status = exit_status or int(failed)
     charts = []
