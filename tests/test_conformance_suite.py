@@ -111,16 +111,20 @@ def test_scales_perturbed_on_purpose_pass_the_format_checks_but_fail_accuracy_an
 
     worse = edited_copy(whisper_base_w4a16, tmp_path / "scales-x1.3", scale_up)
     result = run_suite(f"--whisperq-model={worse}", "-k", "not throughput")
-    result.assert_outcomes(passed=14, failed=7, deselected=3)  # 13 format tests and silence pass; -k and agreement
+    outcomes = result.parseoutcomes()
+    # 13 format tests pass; accuracy (2) and four sanity properties fail; loops and silence depend on how
+    # often the wrecked model happens to loop or talk beyond the base, so they are not pinned here
+    assert outcomes.get("failed", 0) >= 6 and outcomes.get("passed", 0) >= 13 and outcomes["deselected"] == 3
     result.stdout.fnmatch_lines_random([
-        "FAIL wer_delta[[]real[]]: observed * points, limit 0.5 points",
-        "  base WER 2.89% (33/1142 words), model WER *% (*/1142), delta +* points, 95% CI [[]+*, +*[]]*",
+        "FAIL wer_delta[[]real[]]: observed * points, limit 0.5 points, interval [[]+*, +*[]]*",
+        "  base WER *% (*/2253 words), model WER *% (*/2253), delta +* points on 221 utterances; FAIL: shown beyond*",
         "  - * (*): +* errors (* -> * of * words) | ref: * | base: * | model: *",
-        "FAIL non_empty_transcripts: observed *, limit 0",
-        "FAIL language[[]en[]]: observed *, limit 0",
-        "  - * (*): * of its letters are not Latin script | ref: * | hyp: *",
-        "FAIL close_to_base: observed 100%, limit 50%",
+        "FAIL non_empty_transcripts: observed * points, limit 2 points*",
+        "FAIL language[[]en[]]: observed * points, limit 2 points*",
+        "  - * (*): * of its letters are not Latin script | ref: * | base: * | model: *",
+        "FAIL close_to_base: observed * points, limit 2 points*",
         "PASS dequantized_weights_close *", "PASS linears_packed 96/96*",
+        "release verdict: FAIL: failed: wer_delta[[]real[]], *",
     ])
 
 
