@@ -62,8 +62,9 @@ def test_wer_ceiling_fails_with_the_worst_utterances(run_suite):
     result = run_suite("--whisperq-model=whisper-tiny.en", "--whisperq-base=whisper-tiny.en",
                        "--whisperq-max-wer=1", "-k", "ceiling")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*FAIL wer[[]real[]]: observed *%, limit 1%*", "*errors / * words | ref:*",
-                                 "*FAIL wer[[]synthetic[]]: observed *%, limit 1%*"])
+    result.stdout.fnmatch_lines(["*FAIL wer[[]real[]]: observed *%, limit 1%, interval [[]+*, +*[]]%*",
+                                 "*errors / * words | ref:*",
+                                 "INFO (fail, not gated) wer[[]synthetic[]] *% [[]*[]] (limit 1.0%)*"])
 
 
 def test_an_identical_model_passes_the_accuracy_gate_with_delta_zero(run_suite):
@@ -71,7 +72,7 @@ def test_an_identical_model_passes_the_accuracy_gate_with_delta_zero(run_suite):
     result.assert_outcomes(passed=8)
     result.stdout.fnmatch_lines([
         # no utterance differs, yet the interval is not [0, 0]: a few differing errors stay plausible
-        "PASS wer_delta[[]real[]] 0.0 points [[]-0.11, +0.11[]] (limit 0.5 points)*",
+        "PASS wer_delta[[]real[]] 0.0 points [[]-0.13, +0.13[]] (limit 0.5 points)*",
         "*delta +0.00 points on 221 utterances; PASS: shown within the limit*",
         "INFO (inconclusive, not gated) wer_delta[[]words[]] 0.0 points*",
         "INFO (pass, not gated) wer_delta[[]synthetic[]] 0.0 points*",
