@@ -45,8 +45,8 @@ def test_a_checkpoint_with_its_own_code_transcribes_without_running_it_and_fails
     marker = tmp_path / "ran"
     model = booby_trapped(whisper_tiny_en_dir, tmp_path / "trap", marker)
     result = run_suite(f"--whisperq-model={model}", "--whisperq-base=whisper-tiny.en", "--whisperq-data-limit=4",
-                       "--whisperq-max-wer=100", "-k", "custom_code or wer_under_ceiling")
-    result.assert_outcomes(passed=1, failed=1)  # it transcribed, with the library's own Whisper classes
+                       "--whisperq-max-wer=100", "--whisperq-accept-inconclusive", "-k", "custom_code or wer_under_ceiling")
+    result.assert_outcomes(passed=1, failed=1)  # it transcribed (4 utterances: accepted though inconclusive)
     result.stdout.fnmatch_lines_random([
         "FAIL no_custom_code: observed 4 findings, limit 0 findings",
         "  - modeling_trap.py: Python code shipped with the weights",

@@ -68,9 +68,12 @@ def vllm_servers() -> list[str]:
 
 
 def suite_args(cache: Path, model: Path, base: Path, *args: str) -> list[str]:
+    """The suite on 12 utterances: enough to test a backend's plumbing, too few for the decision rule, so
+    its figures are INCONCLUSIVE and accepted knowingly here."""
     return [str(conformance_dir()), f"--whisperq-cache-dir={cache}", f"--whisperq-model={model}",
             f"--whisperq-base={base}", "-p", "no:cacheprovider", "--whisperq-data-limit=12",
-            "--whisperq-requests=12", "--whisperq-warmup=1", "--whisperq-min-throughput-ratio=0.3", *args]
+            "--whisperq-accept-inconclusive", "--whisperq-requests=12", "--whisperq-warmup=1",
+            "--whisperq-min-throughput-ratio=0.3", *args]
 
 
 def test_vllm_server_runs_the_suite_on_whisper_base(pytester, vllm_python, whisper_base_dir):
@@ -83,7 +86,7 @@ def test_vllm_server_runs_the_suite_on_whisper_base(pytester, vllm_python, whisp
     ))
     result.assert_outcomes(passed=5)
     result.stdout.fnmatch_lines([  # the whisperq summary, in test order
-        "PASS wer_delta[[]real[]] 0.0 points (limit 0.5 points)*",
+        "INCONCLUSIVE wer_delta[[]real[]] 0.0 points [[]*[]] (limit 0.5 points)*",
         "PASS backends_agree[[]vllm-server[]] 0.0% (limit 2.0%)*",
         "*vllm-server vs transformers on the same checkpoint: 12 of 12 transcripts identical*",
         card_figures("base", "vllm-server"), card_figures("model", "vllm-server"),
@@ -106,7 +109,8 @@ def test_vllm_server_on_the_w4a16_checkpoint(pytester, vllm_python, whisper_base
     assert not vllm_servers(), "the vLLM server outlived the pytest run"
 
 
-# W4A16 on vLLM: transcribed well enough for the WER ceiling, and compared with transformers.
+# W4A16 on vLLM: compared with transformers, and not far beyond the WER ceiling (on 12 utterances a WER far
+# beyond it still fails, shown beyond; within it is INCONCLUSIVE there, and accepted).
 W4A16_TESTS = "agreement or under_ceiling"
 
 
@@ -114,7 +118,7 @@ def check_w4a16_transcribed(result: pytest.RunResult, backend: str) -> None:
     """Where vLLM has the INT4 kernel (AVX-512): its W4A16 transcripts must pass the WER ceiling and the
     agreement figure must be measured. Its limit is not asserted here: no AVX-512 or GPU measurement of
     bfloat16 vLLM against transformers exists yet to set one from; the figure is in the summary."""
-    result.stdout.fnmatch_lines(["PASS wer[[]real[]] *% (limit 15.0%)*",
+    result.stdout.fnmatch_lines(["* wer[[]real[]] *% [[]*[]] (limit 15.0%)*",
                                  f"* backends_agree[[]{backend}[]] *% (limit 2.0%)*"])
 
 
@@ -135,7 +139,7 @@ def test_in_process_vllm_backend_runs_the_suite_on_whisper_base(pytester, vllm_p
     assert len(set(measured["latencies"])) > 1
     assert all(0 < latency <= measured["wall_seconds"] for latency in measured["latencies"])
     result.stdout.fnmatch_lines([
-        "PASS wer_delta[[]real[]] 0.0 points (limit 0.5 points)*",
+        "INCONCLUSIVE wer_delta[[]real[]] 0.0 points [[]*[]] (limit 0.5 points)*",
         "PASS backends_agree[[]vllm[]] 0.0% (limit 2.0%)*",
         "*vllm vs transformers on the same checkpoint: 12 of 12 transcripts identical*",
         card_figures("base", "vllm"), card_figures("model", "vllm"),
