@@ -129,3 +129,11 @@ def test_references_without_words_fail_instead_of_passing_at_zero():
     assert not result.ok and "references have no words after normalisation" in result.detail
 
 
+
+
+def test_data_without_a_gated_pool_fails_instead_of_passing_ungated():
+    from pytest_whisperq.checks.accuracy import check_gated_pools_present
+
+    assert check_gated_pools_present(["real", "synthetic"], ("real",)) is None
+    result = check_gated_pools_present(["synthetic"], ("real",))
+    assert not result.ok and "none of them gated (real)" in result.detail and "--whisperq-gated-pools" in result.detail

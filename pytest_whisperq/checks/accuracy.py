@@ -153,3 +153,14 @@ def speech_pools(utterances: Sequence[Utterance], *reports: WerReport) -> list[t
         if parts and parts[0].utterances:
             pools.append((label, *parts))
     return pools
+
+
+def check_gated_pools_present(labels: Sequence[str], gated_pools: Sequence[str]) -> CheckResult | None:
+    """A failing result when the data has none of the gated pools (every WER figure would be reported and
+    none gate the release), else None."""
+    if any(label in gated_pools for label in labels):
+        return None
+    return CheckResult(name="wer_gated_pools", ok=False, observed=", ".join(labels) or "none", limit=", ".join(gated_pools),
+                       detail=f"the data has the speech pools {', '.join(labels) or 'none'}, none of them gated "
+                              f"({', '.join(gated_pools)}): no WER figure would gate the release; mark real speech "
+                              "speech=real in metadata.tsv, or name the pools to gate with --whisperq-gated-pools")
