@@ -2,6 +2,7 @@
 samples far from the reference or from the base's transcript, talk on clips without speech. Each is
 counted for both models; the model's excess over the base is judged by the decision rule."""
 
+from pytest_whisperq.checks.long_form import check_long_form
 from pytest_whisperq.checks.sanity import (
     check_close_to_base,
     check_close_to_reference,
@@ -43,3 +44,12 @@ def test_close_to_base(whisperq_base_wer, whisperq_model_wer, whisperq_normalize
     s = whisperq_settings
     whisperq_check(check_close_to_base(whisperq_base_wer, whisperq_model_wer, whisperq_normalizer,
                                        s.max_base_disagreement, s.max_sanity_excess, s.rule()))
+
+
+def test_long_form_complete(whisperq_eval_data, whisperq_base_wer, whisperq_model_wer, whisperq_normalizer,
+                            whisperq_settings, whisperq_check):
+    """Audio over 30 s, scored whole: no loop, no run of words dropped or invented at window boundaries beyond
+    the base's own on the same file."""
+    long_ids = {u.id for u in whisperq_eval_data if u.long_form}
+    whisperq_check(check_long_form(whisperq_base_wer, whisperq_model_wer, long_ids, whisperq_normalizer,
+                                   whisperq_settings.max_repeats))

@@ -11,7 +11,7 @@ import numpy as np
 from pytest_whisperq.errors import AudioError
 
 TARGET_RATE = 16_000
-MAX_SECONDS = 30.0  # one Whisper window; longer input is rejected, not silently cut
+MAX_SECONDS = 30.0  # one Whisper window: longer evaluation audio is decoded long-form; calibration audio must fit
 MIN_RATE = 8_000  # telephone speech; below it the consonants are gone and upsampling cannot bring them back
 SILENT_RMS_DBFS = -60.0  # quieter than this holds no speech a reference text could describe
 CLIP_LEVEL = 0.99  # of full scale: a flat top at or above it is clipping
@@ -89,6 +89,7 @@ def check_duration(samples: np.ndarray, source: str, max_seconds: float = MAX_SE
     seconds = len(samples) / TARGET_RATE
     if seconds > max_seconds:
         raise AudioError(
-            f"{source}: {seconds:.1f} s of audio is longer than Whisper's {max_seconds:.0f} s window; "
-            "split it into segments of at most 30 s (long-form chunking is not supported)"
+            f"{source}: {seconds:.1f} s of audio is longer than Whisper's {max_seconds:.0f} s window, which calibration "
+            "feeds whole (a longer clip would be cut and no longer match its text); split it into segments of at most "
+            f"{max_seconds:.0f} s, or leave it out of the calibration data"
         )

@@ -1,8 +1,11 @@
 """Speech data: utterances with 16 kHz audio and reference text.
 
 A data source is either a local folder with `metadata.tsv` (columns `file`, `text`, optional
-`subset`, optional `speech` = real | words | synthetic) and the audio files it names (the shipped speech is two such folders), or a Hugging Face
-`datasets` data set, named as `hf:NAME?config=C&split=S&audio=COLUMN&text=COLUMN`. Audio is decoded
+`subset`, optional `speech` = real | words | synthetic, optional `language` = an ISO 639-1 code) and the
+audio files it names (the shipped speech is such folders), or a Hugging Face `datasets` data set, named
+as `hf:NAME?config=C&split=S&audio=COLUMN&text=COLUMN[&language=CODE|&language_column=COLUMN]`. A row
+without a language is in the run's language (`--whisperq-language`). Audio may be of any length: what
+is over Whisper's 30 s window is transcribed long-form by every backend. Audio is decoded
 with soundfile, never torchaudio/torchcodec (they do not load beside the CPU torch build).
 """
 
@@ -14,14 +17,14 @@ import io
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pytest_whisperq.audio import TARGET_RATE, check_duration, load_audio, to_mono_16k
-from pytest_whisperq.dataspec import SPEECH_KINDS, DataSpec
+from pytest_whisperq.audio import MAX_SECONDS, TARGET_RATE, check_duration, load_audio, to_mono_16k
+from pytest_whisperq.dataspec import SPEECH_KINDS, DataSpec, valid_language
 from pytest_whisperq.errors import AudioError, DataError
 
 METADATA_NAME = "metadata.tsv"
@@ -34,10 +37,16 @@ class Utterance:
     text: str
     audio: np.ndarray = field(repr=False)
     speech: str = "real"  # its pool: real speech, isolated words (real, 1-2 words), synthetic (text-to-speech)
+    language: str = "en"  # ISO 639-1: the language decoding is forced to and the text is scored in
 
     @property
     def synthetic(self) -> bool:
         return self.speech == "synthetic"
+
+    @property
+    def long_form(self) -> bool:
+        """Longer than one Whisper window: transcribed long-form (chunked or sequential)."""
+        return self.seconds > MAX_SECONDS
 
     @property
     def seconds(self) -> float:
@@ -48,8 +57,11 @@ def load_local_dataset(
     directory: Path,
     subsets: Iterable[str] | None = None,
     limit: int | None = None,
+    language: str = "en",
+    max_seconds: float | None = None,
 ) -> list[Utterance]:
-    """Load a `metadata.tsv` folder; `subsets` filters, `limit` keeps the first N rows."""
+    """Load a `metadata.tsv` folder; `subsets` filters, `limit` keeps the first N rows, `language` is the
+    language of rows without one, `max_seconds` refuses longer audio (calibration: one window)."""
     directory = Path(directory)
     metadata = directory / METADATA_NAME
     if not metadata.is_file():
@@ -69,7 +81,7 @@ def load_local_dataset(
         if wanted is not None and (row.get("subset") or "default") not in wanted:
             continue
         try:
-            utterances.append(_local_row(directory, row))
+            utterances.append(_local_row(directory, row, language, max_seconds))
         except (DataError, AudioError) as error:
             problems.append(f"{metadata}:{line}: {error}")
         if limit is not None and len(utterances) + len(problems) >= limit:  # bad rows count: the first N rows
@@ -82,7 +94,7 @@ def load_local_dataset(
     return utterances
 
 
-def _local_row(directory: Path, row: dict[str, Any]) -> Utterance:
+def _local_row(directory: Path, row: dict[str, Any], default_language: str, max_seconds: float | None) -> Utterance:
     """One `metadata.tsv` row as an utterance, or the DataError/AudioError saying what is wrong with it."""
     if not (row.get("file") or "").strip():
         raise DataError("no audio file named (every row needs file and text, tab-separated)")
@@ -102,9 +114,13 @@ def _local_row(directory: Path, row: dict[str, Any]) -> Utterance:
     speech = (row.get("speech") or "real").strip().lower()
     if speech not in SPEECH_KINDS:
         raise DataError(f"speech must be one of {', '.join(SPEECH_KINDS)}, got {row['speech']!r}")
+    language = (row.get("language") or "").strip().lower() or default_language
+    if not valid_language(language):
+        raise DataError(f"language {row['language']!r} is not an ISO 639-1 code such as en, es, zh")
     audio = load_audio(path, row["file"])
-    check_duration(audio, row["file"])
-    return Utterance(Path(row["file"]).stem, row.get("subset") or "default", row["text"], audio, speech)
+    if max_seconds is not None:
+        check_duration(audio, row["file"], max_seconds)
+    return Utterance(Path(row["file"]).stem, row.get("subset") or "default", row["text"], audio, speech, language)
 
 
 MAX_LISTED_PROBLEMS = 20
@@ -124,16 +140,18 @@ def dataset_fingerprint(utterances: Sequence[Utterance]) -> str:
     """A content hash of ids, texts and audio: a cache key for results on this data."""
     digest = hashlib.sha256()
     for utterance in utterances:
-        digest.update(utterance.id.encode() + b"\0" + utterance.text.encode() + b"\0")
+        digest.update(utterance.id.encode() + b"\0" + utterance.text.encode() + b"\0" + utterance.language.encode() + b"\0")
         digest.update(np.ascontiguousarray(utterance.audio).tobytes())
     return digest.hexdigest()
 
 
-def load_data(spec: DataSpec, limit: int | None = None, subset: str | None = None) -> list[Utterance]:
+def load_data(spec: DataSpec, limit: int | None = None, subset: str | None = None, language: str = "en",
+              max_seconds: float | None = None) -> list[Utterance]:
+    """The utterances of a data source; rows without a language are in `language`."""
     if spec.kind == "local":
-        utterances = load_local_dataset(Path(spec.location), limit=limit)
+        utterances = load_local_dataset(Path(spec.location), limit=limit, language=language, max_seconds=max_seconds)
     else:
-        utterances = load_hub_dataset(spec, limit=limit, subset=subset)
+        utterances = load_hub_dataset(spec, limit=limit, subset=subset, language=language, max_seconds=max_seconds)
     duplicates = sorted(uid for uid, count in Counter(u.id for u in utterances).items() if count > 1)
     if duplicates:
         raise DataError(f"{spec}: utterance ids are not unique ({', '.join(duplicates[:5])}); "
@@ -157,7 +175,7 @@ def _at_dbfs(signal: np.ndarray, dbfs: float) -> np.ndarray:
     return (signal * 10 ** (dbfs / 20)).astype(np.float32)
 
 
-def silence_clips() -> list[Utterance]:
+def silence_clips(language: str = "en") -> list[Utterance]:
     """32 clips without speech, on which a sound model says nothing: digital silence of four lengths, white,
     pink and brown noise at several levels, mains hum with harmonics, and sparse clicks (fixed seeds).
     Enough clips for the paired rule to resolve a 10-point excess of talk over the base's."""
@@ -184,10 +202,11 @@ def silence_clips() -> list[Utterance]:
         clicks[rng.integers(0, frames, size=12)] = rng.choice([-1.0, 1.0], size=12) * 0.2
         clips.append(Utterance(f"clicks-{seed}", "silence", "",
                                (clicks + _at_dbfs(rng.standard_normal(frames), -70)).astype(np.float32)))
-    return clips
+    return [replace(clip, language=language) for clip in clips]
 
 
-def load_hub_dataset(spec: DataSpec, limit: int | None = None, subset: str | None = None) -> list[Utterance]:
+def load_hub_dataset(spec: DataSpec, limit: int | None = None, subset: str | None = None, language: str = "en",
+                     max_seconds: float | None = None) -> list[Utterance]:
     """A `datasets` data set, streamed (so a sample limit downloads only what it needs)."""
     import datasets
 
@@ -200,9 +219,11 @@ def load_hub_dataset(spec: DataSpec, limit: int | None = None, subset: str | Non
     except (ConnectionError, OSError) as error:
         raise DataError(f"{spec}: could not reach the data set ({error})") from None
     columns = stream.column_names or list(stream.features or {})
-    missing = [c for c in (spec.audio_column, spec.text_column) if columns and c not in columns]
+    wanted = [c for c in (spec.audio_column, spec.text_column, spec.language_column) if c]
+    missing = [c for c in wanted if columns and c not in columns]
     if missing:
-        raise DataError(f"{spec}: no column {missing[0]!r}; columns are {', '.join(columns)} (set audio=... / text=...)")
+        raise DataError(f"{spec}: no column {missing[0]!r}; columns are {', '.join(columns)} "
+                        "(set audio=... / text=... / language_column=...)")
     if isinstance((stream.features or {}).get(spec.audio_column), datasets.Audio):
         stream = stream.cast_column(spec.audio_column, datasets.Audio(decode=False))
     label = subset or spec.location.rsplit("/", 1)[-1]
@@ -211,13 +232,13 @@ def load_hub_dataset(spec: DataSpec, limit: int | None = None, subset: str | Non
     for index, row in enumerate(stream):
         if limit is not None and index >= limit:  # bad rows count too: a limit streams no more than N rows
             break
-        absent = [c for c in (spec.audio_column, spec.text_column) if c not in row]
+        absent = [c for c in wanted if c not in row]
         if absent:  # the columns are the data set's: every row would say the same
             raise DataError(f"{spec} row {index}: no column {absent[0]!r}; columns are {', '.join(row)} "
-                            "(set audio=... / text=...)")
+                            "(set audio=... / text=... / language_column=...)")
         uid = next((str(row[key]) for key in ("id", "audio_id") if row.get(key) not in (None, "")), f"{label}-{index:06d}")
         try:
-            utterances.append(_hub_row(spec, row, index, uid, label))
+            utterances.append(_hub_row(spec, row, index, uid, label, spec.language or language, max_seconds))
         except (DataError, AudioError) as error:
             problems.append(str(error))
     if problems:
@@ -227,13 +248,21 @@ def load_hub_dataset(spec: DataSpec, limit: int | None = None, subset: str | Non
     return utterances
 
 
-def _hub_row(spec: DataSpec, row: dict[str, Any], index: int, uid: str, label: str) -> Utterance:
+def _hub_row(spec: DataSpec, row: dict[str, Any], index: int, uid: str, label: str, language: str,
+             max_seconds: float | None) -> Utterance:
     text = row[spec.text_column]
     if not isinstance(text, str) or not text.strip():
         raise DataError(f"{spec} row {index} ({uid}): the {spec.text_column!r} column holds {text!r}, not a reference text")
+    if spec.language_column:
+        found = str(row[spec.language_column] or "").strip().lower()
+        if not valid_language(found):
+            raise DataError(f"{spec} row {index} ({uid}): the {spec.language_column!r} column holds {found!r}, "
+                            "not an ISO 639-1 code such as en, es, zh")
+        language = found
     audio = _decode_row_audio(row[spec.audio_column], f"{spec} row {index}")
-    check_duration(audio, f"{spec} row {index} ({uid})")
-    return Utterance(uid, label, text, audio)
+    if max_seconds is not None:
+        check_duration(audio, f"{spec} row {index} ({uid})", max_seconds)
+    return Utterance(uid, label, text, audio, "real", language)
 
 
 def _decode_row_audio(value: Any, source: str) -> np.ndarray:

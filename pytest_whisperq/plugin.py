@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from pytest_whisperq.data import Utterance
     from pytest_whisperq.models.resolve import ResolvedModel
     from pytest_whisperq.models.tensors import CheckpointTensors
-    from pytest_whisperq.text import Normalizer
+    from pytest_whisperq.text import Scoring
 
 SESSION_KEY = pytest.StashKey[WhisperqSession]()
 GATED_PROPERTY = "whisperq_gate"  # user property of every test that uses a whisperq fixture
@@ -321,8 +321,9 @@ def whisperq_eval_data(whisperq_session: WhisperqSession) -> list[Utterance]:
 
 
 @pytest.fixture(scope="session")
-def whisperq_normalizer(whisperq_session: WhisperqSession) -> Normalizer:
-    """Whisper's English text normaliser, the same for every model."""
+def whisperq_normalizer(whisperq_session: WhisperqSession) -> Scoring:
+    """The run's text rules (`pytest_whisperq.text.Scoring`), the same for every model: called with a text it is
+    Whisper's English normaliser; `.units(text, language)` normalises and cuts any language's text."""
     with _as_test_failure():
         return whisperq_session.normalizer()
 
@@ -342,7 +343,7 @@ def whisperq_transcribe(whisperq_session: WhisperqSession) -> Callable[[Backend,
 def whisperq_wer(
     whisperq_eval_data: list[Utterance],
     whisperq_transcribe: Callable[[Backend, Sequence[Utterance]], list[Hypothesis]],
-    whisperq_normalizer: Normalizer,
+    whisperq_normalizer: Scoring,
 ) -> Callable[[Backend], WerReport]:
     """`whisperq_wer(backend)`: any backend's normalised WER report on the evaluation data."""
     from pytest_whisperq.checks.transcripts import score

@@ -34,5 +34,9 @@ def default_eval_dir() -> Path:
     return fixtures_dir() / "speech-eval"
 
 
+def multilingual_eval_dir() -> Path:
+    return fixtures_dir() / "speech-multilingual"
+
+
 def default_calib_dir() -> Path:
     return fixtures_dir() / "speech-calib"

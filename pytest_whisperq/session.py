@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from pytest_whisperq.models.resolve import ResolvedModel
     from pytest_whisperq.models.tensors import CheckpointTensors
     from pytest_whisperq.report.verdict import Verdict
-    from pytest_whisperq.text import Normalizer
+    from pytest_whisperq.text import Scoring
 
 T = TypeVar("T")
 
@@ -89,13 +89,15 @@ class WhisperqSession:
         return ResolvedModel(ModelSpec(QUANTIZE, "quantize", QUANTIZE), path)
 
     def calibration_data(self) -> list[Utterance]:
+        from pytest_whisperq.audio import MAX_SECONDS
         from pytest_whisperq.data import load_data
         from pytest_whisperq.dataspec import DataSpec
         from pytest_whisperq.resources import default_calib_dir
 
         spec = self.settings.calib_data or DataSpec("local", str(default_calib_dir()))
-        limit = self.settings.calib_samples
-        return self._once(("calibration", spec, limit), lambda: load_data(spec, limit=limit, subset="calibration"))
+        limit, language = self.settings.calib_samples, self.settings.language
+        return self._once(("calibration", spec, limit, language),
+                          lambda: load_data(spec, limit=limit, subset="calibration", language=language, max_seconds=MAX_SECONDS))
 
     def backend(self, role: str, name: str | None = None) -> Backend:
         """The role's checkpoint loaded on backend `name` (default: --whisperq-backend)."""
@@ -185,20 +187,33 @@ class WhisperqSession:
 
     # --- data and text ------------------------------------------------------------------
     def eval_data(self) -> list[Utterance]:
+        """The evaluation utterances: --whisperq-data (or the shipped speech), with the shipped multilingual
+        speech after them under --whisperq-multilingual; rows without a language are in --whisperq-language."""
         from pytest_whisperq.data import load_data
         from pytest_whisperq.dataspec import DataSpec
-        from pytest_whisperq.resources import default_eval_dir
+        from pytest_whisperq.resources import default_eval_dir, multilingual_eval_dir
 
-        spec = self.settings.data or DataSpec("local", str(default_eval_dir()))
-        limit = self.settings.data_limit
-        return self._once(("data", spec, limit), lambda: load_data(spec, limit=limit))
+        s = self.settings
+        specs = [s.data or DataSpec("local", str(default_eval_dir()))]
+        if s.multilingual:
+            specs.append(DataSpec("local", str(multilingual_eval_dir())))
 
-    def normalizer(self) -> Normalizer:
+        def build() -> list[Utterance]:
+            utterances = [u for spec in specs for u in load_data(spec, limit=s.data_limit, language=s.language)]
+            if len({u.id for u in utterances}) != len(utterances):
+                raise ConfigError("the evaluation data and the shipped multilingual speech share utterance ids; "
+                                  "rename your files or leave out --whisperq-multilingual")
+            return utterances
+
+        return self._once(("data", tuple(specs), s.data_limit, s.language), build)
+
+    def normalizer(self) -> Scoring:
+        """The run's text rules: Whisper's English normaliser for English, its basic one for other languages."""
         from pytest_whisperq.models.builtin import whisper_assets
-        from pytest_whisperq.text import english_normalizer
+        from pytest_whisperq.text import Scoring, english_normalizer
 
-        def build() -> Normalizer:
-            return english_normalizer(whisper_assets(self.cache) / "english.json")
+        def build() -> Scoring:
+            return Scoring(english_normalizer(whisper_assets(self.cache) / "english.json"))
 
         return self._once("normalizer", build)
 
@@ -242,7 +257,7 @@ class WhisperqSession:
     def silence_transcripts(self, role: str) -> list[tuple[str, str]]:
         from pytest_whisperq.data import silence_clips
 
-        clips = silence_clips()
+        clips = silence_clips(self.settings.language)
         return [(clip.id, h.text) for clip, h in zip(clips, self.transcribe(self.backend(role), clips))]
 
     # --- throughput -----------------------------------------------------------------------

@@ -285,6 +285,9 @@ OPTIONS: tuple[Option, ...] = (
     _opt("data", _data_source, default=None, metavar="SOURCE",
          help="evaluation speech: a folder with metadata.tsv or hf:NAME?config=C&split=S&audio=COLUMN&text=COLUMN "
               "(default: the shipped evaluation speech)"),
+    _opt("multilingual", _flag, default="false", is_flag=True,
+         help="add the shipped multilingual speech (Spanish, French, Italian, Russian: 600 real utterances, about "
+              "40 minutes) to the evaluation data: each language is a pool gated on its own (default: off)"),
     _opt("data_limit", _positive_int, default=None, metavar="N",
          help="use only the first N evaluation utterances (default: all)"),
     _opt("calib_data", _data_source, default=None, metavar="SOURCE",
@@ -294,7 +297,11 @@ OPTIONS: tuple[Option, ...] = (
          help="calibration utterances for GPTQ (default: 32)"),
     _opt("batch_size", _positive_int, default="8", metavar="N", help="utterances per generate() call (default: 8)"),
     _opt("max_wer", _percent, default="15", metavar="PERCENT",
-         help="absolute WER ceiling for the model under test on the evaluation data, in percent (default: 15)"),
+         help="absolute WER ceiling for the model under test on the evaluation data in the run's language "
+              "(--whisperq-language), in percent (default: 15)"),
+    _opt("max_wer_other", _percent, default="30", metavar="PERCENT",
+         help="absolute WER (CER where words have no spaces) ceiling in every other language of the data, in "
+              "percent (default: 30)"),
     _opt("max_wer_delta", _number, 0.0, default="0.5", metavar="POINTS",
          help="largest WER(model) - WER(base) allowed, in percentage points (default: 0.5)"),
     _opt("confidence", _fraction, default="0.95", metavar="LEVEL",
@@ -304,10 +311,13 @@ OPTIONS: tuple[Option, ...] = (
          help="accept INCONCLUSIVE figures (the data could not tell pass from fail) instead of failing them; "
               "the report still names each (default: off)"),
     _opt("gated_pools", _pools, default="real", metavar="POOL,...",
-         help="the speech pools whose WER delta and ceiling gate the release: real, words (isolated words and "
-              "two-word phrases), synthetic; the others are reported, not gated (default: real)"),
+         help="the speech pools whose WER delta and ceiling gate the release, in every language on its own: real, "
+              "words (isolated words and two-word phrases), synthetic, long (over 30 s); the others are reported, "
+              "not gated (default: real)"),
     _opt("language", _language, default="en", metavar="CODE",
-         help="the speech's language: decoding language and the transcripts' expected language (default: en)"),
+         help="the language of every utterance whose data names none (metadata.tsv column language, or "
+              "hf:...&language=CODE): decoding is forced to each utterance's language, and transcripts are "
+              "expected in it (default: en)"),
     _opt("max_sample_wer", _number, 0.0, default="50", metavar="PERCENT",
          help="sanity: largest WER of any single sample where the base stays under it (default: 50)"),
     _opt("max_base_disagreement", _number, 0.0, default="50", metavar="PERCENT",
@@ -393,6 +403,8 @@ class Settings:
     accept_inconclusive: bool
     gated_pools: tuple[str, ...]
     language: str
+    multilingual: bool
+    max_wer_other: float
     max_sample_wer: float
     max_base_disagreement: float
     max_repeats: int

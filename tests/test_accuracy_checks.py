@@ -109,17 +109,33 @@ def test_a_pool_that_is_not_gated_never_fails():
 
 
 def test_real_words_and_synthetic_speech_are_pooled_apart():
-    class Utt:
-        def __init__(self, uid: str, speech: str) -> None:
-            self.id, self.speech = uid, speech
-
     report = make_report([1, 2, 3, 4], [10, 10, 10, 1])
     pools = speech_pools([Utt("u000", "real"), Utt("u001", "synthetic"), Utt("u002", "real"), Utt("u003", "words")],
                          report, report)
-    assert [(label, [u.id for u in part.utterances]) for label, part, _ in pools] == [
+    assert [(pool.label, [u.id for u in part.utterances]) for pool, part, _ in pools] == [
         ("real", ["u000", "u002"]), ("words", ["u003"]), ("synthetic", ["u001"])]
     only_real = speech_pools([Utt("u000", "real"), Utt("u001", "real"), Utt("u002", "real")], report)
-    assert [label for label, _ in only_real] == ["real"]
+    assert [pool.label for pool, _ in only_real] == ["real"]
+
+
+class Utt:
+    def __init__(self, uid: str, speech: str, language: str = "en") -> None:
+        self.id, self.speech, self.language = uid, speech, language
+
+
+def test_each_language_is_a_pool_gated_on_its_own_beside_the_figure_over_all():
+    report = make_report([1, 2, 3, 4, 5], [10, 10, 10, 10, 10])
+    data = [Utt("u000", "real"), Utt("u001", "real", "fr"), Utt("u002", "real", "es"), Utt("u003", "words"),
+            Utt("u004", "real", "fr")]
+    pools = speech_pools(data, report, first_language="en")
+    assert [(pool.label, [u.id for u in part.utterances]) for pool, part in pools] == [
+        ("real:en", ["u000"]), ("real:es", ["u002"]), ("real:fr", ["u001", "u004"]),
+        ("real:all", ["u000", "u001", "u002", "u004"]), ("words:en", ["u003"])]
+    assert [pool.gated(("real",)) for pool, _ in pools] == [True, True, True, False, False]
+    from pytest_whisperq.checks.accuracy import check_gated_pools_present, pool_gated
+
+    assert pool_gated("real:fr", ("real",)) and not pool_gated("real:all", ("real",)) and pool_gated("real", ("real",))
+    assert check_gated_pools_present(["real:all", "words:en"], ("real",)) is not None
 
 
 def test_references_without_words_fail_instead_of_passing_at_zero():

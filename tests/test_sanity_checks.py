@@ -31,11 +31,13 @@ REFERENCES = {
 FILLER = 397  # correct utterances beside the three above: a pool the rule can judge at a 1-point limit (400)
 
 
-def report(hypotheses: dict[str, str], references: dict[str, str] = REFERENCES, filler: int = FILLER):
+def report(hypotheses: dict[str, str], references: dict[str, str] = REFERENCES, filler: int = FILLER,
+           languages: dict[str, str] | None = None):
     references = {**references, **{f"f{i:03d}": f"this is sentence number {i} of the pool" for i in range(filler)}}
     ids = list(references)
     subsets = ["ivr", "ivr", "tts"] + ["fill"] * (len(ids) - 3)
-    return measure_wer(ids, subsets, [references[i] for i in ids], [hypotheses.get(i, references[i]) for i in ids], lower)
+    return measure_wer(ids, subsets, [references[i] for i in ids], [hypotheses.get(i, references[i]) for i in ids], lower,
+                       [(languages or {}).get(i, "en") for i in ids])
 
 
 def test_correct_transcripts_pass_every_check():
@@ -111,7 +113,7 @@ def test_text_in_another_language_is_caught():
     wrong = {"u1": german, **{f"f{i:03d}": "Dies ist Satz Nummer drei des Pools, sagte er." for i in range(11)}}
     result = check_language(report({}), report(wrong), "en")
     assert result.outcome == "fail" and result.observed == 3.0
-    assert result.evidence[0].startswith("u1 (ivr): identified as 'de' (p=1.00), expected 'en'")
+    assert result.evidence[0].startswith("u1 (ivr, en): identified as 'de' (p=1.00), expected 'en'")
     assert german in result.evidence[0]
 
 
@@ -169,6 +171,6 @@ def test_a_repetition_in_the_reference_excuses_only_the_same_phrase():
 
 
 def test_a_language_the_identifier_does_not_know_fails_with_the_reason():
-    result = check_language(report({}), report({}), "eng")
-    assert not result.ok
-    assert "langid.py does not know 'eng'" in result.detail and "--whisperq-language" in result.detail
+    result = check_language(report({}, languages={"u1": "eng"}), report({}, languages={"u1": "eng"}), "en")
+    assert not result.ok and result.name == "language[en,eng]"
+    assert "langid.py does not know eng" in result.detail and "--whisperq-language" in result.detail

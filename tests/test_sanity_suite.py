@@ -48,6 +48,16 @@ def report(hypotheses):
 def whisperq_normalizer():
     return lower
 
+class Long:  # fill-000 (a loop in BAD) and the last six are long-form files
+    def __init__(self, uid):
+        self.id, self.long_form = uid, uid in LONG
+
+LONG = {"fill-000", *(f"fill-{i:03d}" for i in range(390, 396))}
+
+@pytest.fixture(scope="session")
+def whisperq_eval_data():
+    return [Long(uid) for uid in REFS]
+
 @pytest.fixture(scope="session")
 def whisperq_base_wer():
     return report(BASE_TOO)
@@ -70,18 +80,20 @@ def test_bad_transcripts_fail_the_sanity_tests_with_the_sample_and_texts(pyteste
     pytester.makeconftest(CONFTEST)
     shutil.copy(conformance_dir() / "test_sanity.py", pytester.path / "test_sanity.py")
     result = pytester.runpytest_subprocess(f"--whisperq-cache-dir={tmp_path}", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=0, failed=6)
+    result.assert_outcomes(passed=0, failed=7)
     result.stdout.fnmatch_lines_random([
         "*FAIL non_empty_transcripts: observed 5 points, limit 2 points, interval [[]+*, +*[]]*",
         "*ivr-2 (ivr): empty | ref: 'Your call is important to us, please stay on the line.' | base: * | model: ''",
         "*FAIL no_repetition_loops: observed 5 points, limit 2 points*",
         "*ivr-1 (ivr): 'the pound key' repeated 4 times in a row (limit 2) | ref: *",
         "*FAIL language[[]en[]]: observed 5 points, limit 2 points*",
-        "*read-1 (read): identified as 'de' (p=1.00), expected 'en' | ref: * | base: * | model: 'Der Wasserkessel begann*",
+        "*read-1 (read, en): identified as 'de' (p=1.00), expected 'en' | ref: * | base: * | model: 'Der Wasserkessel begann*",
         "*FAIL silent_on_silence: observed 25 points, limit 10 points*",
         "*clip-04: model 'Thank you for watching!' (4 words), base ''",
         "*FAIL close_to_reference: observed 15 points, limit 2 points*",
         "*FAIL close_to_base: observed 15 points, limit 2 points*",
+        "*FAIL long_form: observed 1 files, limit 0 files*",
+        "*fill-000 (en, 8 words): errors base 0, model 10; *: loop: 'sentence number' repeated 6 times in a row (limit 2)*",
     ])
 
 
@@ -92,7 +104,7 @@ def test_the_base_s_own_failures_do_not_fail_the_model(pytester: pytest.Pytester
         '"you" if i < 4', '"Thank you for watching!" if i < 12'))
     shutil.copy(conformance_dir() / "test_sanity.py", pytester.path / "test_sanity.py")
     result = pytester.runpytest_subprocess(f"--whisperq-cache-dir={tmp_path}", "-p", "no:cacheprovider", "-rA")
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=7)
     result.stdout.fnmatch_lines_random(["PASS non_empty_transcripts 0.0 points *", "PASS no_repetition_loops 0.0 points *",
                                         "*model 20, base 20 of 400 utterances*"])
 
@@ -102,4 +114,4 @@ def test_good_transcripts_pass_them(pytester: pytest.Pytester, tmp_path):
         '"Thank you for watching!" if i < 12', '"you" if i < 4'))
     shutil.copy(conformance_dir() / "test_sanity.py", pytester.path / "test_sanity.py")
     result = pytester.runpytest_subprocess(f"--whisperq-cache-dir={tmp_path}", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=7)

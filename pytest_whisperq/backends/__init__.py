@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pytest_whisperq.errors import ConfigError
+from pytest_whisperq.errors import BackendError, ConfigError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -50,12 +50,11 @@ def load_backend(model: ResolvedModel, settings: Settings, role: str, log_dir: P
         from pytest_whisperq.backends.transformers_backend import TransformersBackend
 
         return TransformersBackend(model, device=settings.device, dtype=settings.dtype,
-                                   batch_size=settings.batch_size, language=settings.language)
+                                   batch_size=settings.batch_size)
     if settings.backend == "vllm":
         from pytest_whisperq.backends.vllm_offline import VllmBackend
 
-        return VllmBackend(model, dtype=settings.dtype, language=settings.language,
-                           memory_fraction=settings.vllm_memory_fraction)
+        return VllmBackend(model, dtype=settings.dtype, memory_fraction=settings.vllm_memory_fraction)
     if settings.backend == "vllm-server":
         from pytest_whisperq.backends.vllm_server import start_vllm_server
 
@@ -68,6 +67,27 @@ def load_backend(model: ResolvedModel, settings: Settings, role: str, log_dir: P
             flag = "--whisperq-server-url" if role == "model" else "--whisperq-base-server-url"
             raise ConfigError(f"--whisperq-backend=openai needs {flag}: the endpoint serving the {role}")
         return OpenAIServerBackend(model, url, settings.served_model_name or served_model(url),
-                                   language=settings.language, concurrency=settings.concurrency,
+                                   concurrency=settings.concurrency,
                                    request_timeout=settings.request_timeout)
     raise ConfigError(f"unknown backend {settings.backend!r}")
+
+
+def by_language(utterances: Sequence[Utterance]) -> dict[tuple[str, bool], list[Utterance]]:
+    """Utterances grouped by (language, long-form), each group in data order: one forced language per
+    batch, and long-form audio apart from single windows."""
+    groups: dict[tuple[str, bool], list[Utterance]] = {}
+    for utterance in utterances:
+        groups.setdefault((utterance.language, utterance.long_form), []).append(utterance)
+    return groups
+
+
+def require_languages(label: str, multilingual: bool, utterances: Sequence[Utterance]) -> None:
+    """An English-only checkpoint cannot be asked for another language: say so before decoding anything."""
+    if multilingual:
+        return
+    other = sorted({u.language for u in utterances if u.language != "en"})
+    if other:
+        count = sum(u.language != "en" for u in utterances)
+        raise BackendError(f"{label} is an English-only checkpoint, but {count} utterances are in {', '.join(other)}: "
+                           "evaluate it on English speech (leave out --whisperq-multilingual, or give those rows "
+                           "language en only if they are English)")

@@ -1,6 +1,8 @@
 """Transcription through an OpenAI-compatible `/v1/audio/transcriptions` endpoint: a vLLM server
 this plugin starts (`vllm-server`), or one the user already runs (`openai`, by URL).
 
+Each request names its utterance's language (the endpoint forces it); audio of any length is sent
+whole (vLLM's server cuts what is over 30 s into windows at quiet points and joins their texts).
 Requests go out concurrently (the model card's method sends them all at once); each one's latency is
 kept. Transport errors (connection refused or reset, timeouts) are retried a bounded number of
 times; an HTTP error answer is never retried: it is the server's verdict and fails the run.
@@ -14,7 +16,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from pytest_whisperq.audio import TARGET_RATE, check_duration
+from pytest_whisperq.audio import TARGET_RATE
 from pytest_whisperq.backends import Hypothesis
 from pytest_whisperq.backends.server import ServerProcess
 from pytest_whisperq.errors import BackendError
@@ -53,13 +55,11 @@ class OpenAIServerBackend:
     # An endpoint someone else runs may serve anything under any name: never reuse its transcripts.
     cacheable = False
 
-    def __init__(self, model: ResolvedModel, url: str, served_name: str, language: str = "en",
-                 concurrency: int = 8, request_timeout: float = 120.0, retries: int = 2,
+    def __init__(self, model: ResolvedModel, url: str, served_name: str, concurrency: int = 8, request_timeout: float = 120.0, retries: int = 2,
                  server: ServerProcess | None = None, dtype: str = "auto") -> None:
         self.model = model
         self.url = url.rstrip("/")
         self.served_name = served_name
-        self.language = language
         self.concurrency = concurrency
         self.request_timeout = request_timeout
         self.retries = retries
@@ -70,8 +70,7 @@ class OpenAIServerBackend:
         self.engine_version = "unknown"
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": self.name, "served": self.served_name, "language": self.language, "dtype": self.dtype,
-                "temperature": 0.0}
+        return {"backend": self.name, "served": self.served_name, "dtype": self.dtype, "temperature": 0.0}
 
     def close(self) -> None:
         if self.server is not None:
@@ -84,7 +83,7 @@ class OpenAIServerBackend:
         import httpx
 
         files = {"file": (f"{utterance.id}.wav", wav_bytes(utterance.audio), "audio/wav")}
-        data = {"model": self.served_name, "language": self.language, "temperature": "0", "response_format": "json"}
+        data = {"model": self.served_name, "language": utterance.language, "temperature": "0", "response_format": "json"}
         began = time.perf_counter()  # latency counts every attempt: a retried request was slow
         for attempt in range(1, self.retries + 2):
             if self.server is not None:
@@ -116,8 +115,6 @@ class OpenAIServerBackend:
     def transcribe(self, utterances: Sequence[Utterance]) -> list[Hypothesis]:
         import httpx
 
-        for utterance in utterances:
-            check_duration(utterance.audio, utterance.id)
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         with httpx.Client(timeout=self.request_timeout, limits=limits) as client, \
                 ThreadPoolExecutor(max_workers=self.concurrency) as pool:

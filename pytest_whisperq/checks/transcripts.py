@@ -1,4 +1,5 @@
-"""Word error rate of transcripts against references, per utterance and per subset."""
+"""Word error rate of transcripts against references, per utterance and per subset (character error
+rate for languages written without spaces: `pytest_whisperq.text`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from pytest_whisperq.decision import Outcome, Rule, decide, ratio_delta_se
 from pytest_whisperq.results import CheckResult
-from pytest_whisperq.text import Normalizer
+from pytest_whisperq.text import Normalizer, Scoring, as_scoring
 
 if TYPE_CHECKING:
     from pytest_whisperq.backends import Hypothesis
@@ -22,7 +23,8 @@ class UtteranceErrors:
     reference: str
     hypothesis: str
     errors: int  # substitutions + deletions + insertions, after normalisation
-    words: int  # normalised reference words
+    words: int  # normalised reference words (characters for a language scored by characters)
+    language: str = "en"
 
     @property
     def wer(self) -> float:
@@ -60,14 +62,18 @@ class WerReport:
 
 def word_errors(reference: str, hypothesis: str) -> int:
     """Levenshtein distance over words (jiwer), for already normalised texts."""
+    return unit_errors(reference.split(), hypothesis.split())
+
+
+def unit_errors(reference: Sequence[str], hypothesis: Sequence[str]) -> int:
+    """Levenshtein distance over scoring units (words or characters), already normalised."""
     import jiwer
 
-    ref_words, hyp_words = reference.split(), hypothesis.split()
-    if not ref_words:
-        return len(hyp_words)
-    if not hyp_words:
-        return len(ref_words)
-    output = jiwer.process_words(reference, hypothesis)
+    if not reference:
+        return len(hypothesis)
+    if not hypothesis:
+        return len(reference)
+    output = jiwer.process_words(" ".join(reference), " ".join(hypothesis))
     return output.substitutions + output.deletions + output.insertions
 
 
@@ -76,23 +82,27 @@ def measure_wer(
     subsets: Sequence[str],
     references: Sequence[str],
     hypotheses: Sequence[str],
-    normalize: Normalizer,
+    normalize: Normalizer | Scoring,
+    languages: Sequence[str] | None = None,
 ) -> WerReport:
-    if not (len(ids) == len(subsets) == len(references) == len(hypotheses)):
-        raise ValueError("ids, subsets, references and hypotheses must have the same length")
+    """Per-utterance errors, each utterance scored by its language's rules (English when none is given)."""
+    languages = languages if languages is not None else ["en"] * len(ids)
+    if not (len(ids) == len(subsets) == len(references) == len(hypotheses) == len(languages)):
+        raise ValueError("ids, subsets, references, hypotheses and languages must have the same length")
+    scoring = as_scoring(normalize)
     rows = []
-    for uid, subset, reference, hypothesis in zip(ids, subsets, references, hypotheses):
-        ref, hyp = normalize(reference), normalize(hypothesis)
-        rows.append(UtteranceErrors(uid, subset, reference, hypothesis, word_errors(ref, hyp), len(ref.split())))
+    for uid, subset, reference, hypothesis, language in zip(ids, subsets, references, hypotheses, languages):
+        ref, hyp = scoring.units(reference, language), scoring.units(hypothesis, language)
+        rows.append(UtteranceErrors(uid, subset, reference, hypothesis, unit_errors(ref, hyp), len(ref), language))
     return WerReport(tuple(rows))
 
 
-def score(utterances: Sequence[Utterance], hypotheses: Sequence[Hypothesis], normalize: Normalizer) -> WerReport:
+def score(utterances: Sequence[Utterance], hypotheses: Sequence[Hypothesis], normalize: Normalizer | Scoring) -> WerReport:
     """The WER report of `hypotheses` (in the order of `utterances`) against the utterances' texts."""
     if [h.id for h in hypotheses] != [u.id for u in utterances]:
         raise ValueError("hypotheses are not in the order of the utterances")
     return measure_wer([u.id for u in utterances], [u.subset for u in utterances], [u.text for u in utterances],
-                       [h.text for h in hypotheses], normalize)
+                       [h.text for h in hypotheses], normalize, [u.language for u in utterances])
 
 
 CEILING_MARGIN = 0.2  # the WER ceiling's margin, a share of the ceiling: 15% tells 12% from 18%

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pytest_whisperq.checks.accuracy import ALL_LANGUAGES, pool_gated
 from pytest_whisperq.decision import Outcome, Rule, decide, ratio_delta_se
 from pytest_whisperq.errors import ConfigError, WhisperqError
 from pytest_whisperq.results import CheckResult
@@ -176,8 +177,11 @@ def _compare(baseline: dict[str, Any], current: dict[str, Any], thresholds: tupl
 
 
 def _paired_rows(run: dict[str, Any], pool: str) -> dict[str, tuple[int, int]]:
+    """Per utterance of `pool` (`KIND:all`: of that kind in every language), its words and the model's errors."""
+    kind, _, language = pool.partition(":")
     return {row["id"]: (int(row["words"]), int(row["model_errors"]))
-            for row in run.get("utterances") or () if row.get("pool") == pool}
+            for row in run.get("utterances") or ()
+            if row.get("pool") == pool or (language == ALL_LANGUAGES and str(row.get("pool", "")).startswith(kind + ":"))}
 
 
 def _compare_wer(label: str, baseline: dict[str, Any], current: dict[str, Any], threshold: Threshold,
@@ -186,7 +190,7 @@ def _compare_wer(label: str, baseline: dict[str, Any], current: dict[str, Any], 
     (good: no rise, bad: twice the limit), from the per-utterance errors both reports keep."""
     pool = label[len("wer["):-1]
     before, now = _paired_rows(baseline, pool), _paired_rows(current, pool)
-    name, gated = f"baseline[{label}]", pool in gated_pools
+    name, gated = f"baseline[{label}]", pool_gated(pool, gated_pools)
     if not before or set(before) != set(now):
         why = (f"{baseline_name} has no per-utterance errors (a report from before schema 2)" if not before else
                f"{baseline_name} and this run scored different utterances in the {pool} pool")

@@ -52,8 +52,8 @@ def wer_record(session: WhisperqSession, role: str) -> dict[str, Any] | None:
     if report is None:
         return None
     pools = {}
-    for label, part in speech_pools(session.eval_data(), report):
-        pools[label] = {"wer_percent": round(part.wer_percent, 3), "errors": part.errors, "words": part.words,
+    for pool, part in speech_pools(session.eval_data(), report, first_language=session.settings.language):
+        pools[pool.label] = {"wer_percent": round(part.wer_percent, 3), "errors": part.errors, "words": part.words,
                         "utterances": len(part.utterances),
                         "subsets": {name: {"wer_percent": round(part.subset(name).wer_percent, 3),
                                            "errors": part.subset(name).errors, "words": part.subset(name).words}
@@ -79,9 +79,13 @@ def utterance_rows(session: WhisperqSession) -> list[dict[str, Any]]:
     base, model = session.wer_report_if_made("base"), session.wer_report_if_made("model")
     if base is None or model is None:
         return []
-    kind = {u.id: u.speech for u in session.eval_data()}
+    from pytest_whisperq.checks.accuracy import data_pools, pool_of
+
+    data = session.eval_data()
+    pools = data_pools(data, session.settings.language)
+    pool = {u.id: pool_of(u, pools) for u in data}
     base_by_id = {u.id: u for u in base.utterances}
-    return [{"id": m.id, "subset": m.subset, "pool": kind.get(m.id, "real"), "words": m.words,
+    return [{"id": m.id, "subset": m.subset, "pool": pool.get(m.id, "real"), "language": m.language, "words": m.words,
              "base_errors": base_by_id[m.id].errors, "model_errors": m.errors}
             for m in model.utterances if m.id in base_by_id]
 
