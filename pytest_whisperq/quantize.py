@@ -137,7 +137,11 @@ def decoder_prompt(generation_config: Any, language: str = "en") -> list[int]:
     """<|startoftranscript|> [<|en|> <|transcribe|>] <|notimestamps|>, as decoding starts."""
     prompt = [generation_config.decoder_start_token_id]
     if getattr(generation_config, "is_multilingual", False):
-        prompt += [generation_config.lang_to_id[f"<|{language}|>"], generation_config.task_to_id["transcribe"]]
+        token = f"<|{language}|>"
+        if token not in generation_config.lang_to_id:
+            raise QuantizeError(f"the calibration data has speech in {language!r}, a language this model has no token "
+                                f"for; it knows {', '.join(sorted(t.strip('<|>') for t in generation_config.lang_to_id))}")
+        prompt += [generation_config.lang_to_id[token], generation_config.task_to_id["transcribe"]]
     return prompt + [generation_config.no_timestamps_token_id]
 
 
@@ -157,10 +161,16 @@ def run_gptq(base_dir: Path, out_dir: Path, calibration: Sequence[Utterance], re
     model = WhisperForConditionalGeneration.from_pretrained(str(base_dir), dtype=calibration_dtype,
                                                             use_safetensors=True, trust_remote_code=False)
     model.to(device)
-    prompt = decoder_prompt(model.generation_config)
     eot = model.generation_config.eos_token_id
     features, decoder_ids = [], []
+    multilingual = getattr(model.generation_config, "is_multilingual", False)
+    other = sorted({u.language for u in calibration if u.language != "en"})
+    if other and not multilingual:
+        raise QuantizeError(f"{base_dir} is an English-only model, but the calibration data has {', '.join(other)} "
+                            "speech: calibrate it on English speech")
     for utterance in calibration:
+        # the decoder sees the prompt it will be run with: this utterance's language token
+        prompt = decoder_prompt(model.generation_config, utterance.language)
         features.append(processor.feature_extractor(utterance.audio, sampling_rate=16_000,
                                                     return_tensors="np").input_features[0])
         text_ids = processor.tokenizer.encode(" " + utterance.text.strip(), add_special_tokens=False)
