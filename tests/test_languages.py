@@ -4,7 +4,6 @@ words have no spaces, character loops, long-form gaps, and a real model broken i
 from __future__ import annotations
 
 import csv
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +167,7 @@ def test_a_real_model_broken_in_french_fails_on_french_alone(run_suite, whisper_
     import json
 
     from checkpoint_factory import edited_copy
+    from tests_support import data_folder
 
     vocabulary = json.loads((whisper_base_dir / "tokenizer.json").read_text())["added_tokens"]
     token = {entry["content"]: entry["id"] for entry in vocabulary}
@@ -177,23 +177,9 @@ def test_a_real_model_broken_in_french_fails_on_french_alone(run_suite, whisper_
         embedding[token["<|fr|>"]] = embedding[token["<|en|>"]]
 
     broken = edited_copy(whisper_base_dir, tmp_path / "broken-fr", damage_french)
-    data = tmp_path / "data"
-    data.mkdir()
-    rows = []
-    for source, keep, count in ((default_eval_dir(), lambda r: r["subset"] == "ivr_prompt_held_out", 96),
-                                (multilingual_eval_dir(), lambda r: r.get("language") == "fr" and r["speech"] == "real", 40)):
-        with open(source / "metadata.tsv", newline="", encoding="utf-8") as handle:
-            chosen = [r for r in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if keep(r)][:count]
-        for row in chosen:
-            name = Path(row["file"]).name
-            shutil.copy(source / row["file"], data / name)
-            rows.append({"file": name, "subset": row["subset"], "speech": "real",
-                         "language": row.get("language") or "en", "text": row["text"]})
-    with open(data / "metadata.tsv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, ["file", "subset", "speech", "language", "text"], delimiter="\t",
-                                quoting=csv.QUOTE_NONE, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+    data = data_folder(tmp_path / "data", [
+        (default_eval_dir(), lambda r: r["subset"] == "ivr_prompt_held_out", 96),
+        (multilingual_eval_dir(), lambda r: r.get("language") == "fr" and r["speech"] == "real", 40)])
     result = run_suite(f"--whisperq-model={broken}", "--whisperq-base=whisper-base", f"--whisperq-data={data}",
                        "-k", "wer_delta")
     result.assert_outcomes(failed=1, deselected=24)

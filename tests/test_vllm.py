@@ -196,3 +196,52 @@ def test_agreement_catches_a_head_that_vllm_does_not_read(pytester, vllm_python,
         "*: * edits in * words | transformers: * a * | vllm-server: * the *",
     ])
     assert not vllm_servers(), "the vLLM server outlived the pytest run"
+
+
+def long_form_and_french(out: Path) -> Path:
+    """The four English long-form files, the French one, and ten short French prompts."""
+    from tests_support import data_folder
+
+    from pytest_whisperq.resources import default_eval_dir, multilingual_eval_dir
+
+    return data_folder(out, [(default_eval_dir(), lambda r: r["speech"] == "long", 4),
+                             (multilingual_eval_dir(), lambda r: r["file"] == "long_ivr_fr_1.flac", 1),
+                             (multilingual_eval_dir(), lambda r: r.get("language") == "fr" and r["speech"] == "real", 10)])
+
+
+LONG_FORM_TESTS = "wer_delta or long_form"
+
+
+def check_long_form_transcribed(result: pytest.RunResult) -> None:
+    """Every long file transcribed whole (over 30 s: cut into windows by vLLM), French forced on the French."""
+    result.stdout.fnmatch_lines_random([
+        "PASS long_form 0 files (limit 0 files)*",
+        "*long_ivr_en_1 (en, * words): errors base *, model *; longest dropped run base * / model *",
+        "*long_ivr_fr_1 (fr, * words): errors base *, model *",
+        "* wer_delta[[]long:en[]] *", "* wer_delta[[]real:fr[]] *",
+    ])
+
+
+def test_vllm_server_transcribes_long_form_and_french_with_the_w4a16_checkpoint(pytester, vllm_python,
+                                                                              whisper_base_w4a16, whisper_base_dir,
+                                                                              tmp_path):
+    """Long-form audio sent whole to the server (which cuts it at quiet points), the language field per
+    request: base on vLLM and W4A16 on vLLM, each file scored whole."""
+    data = long_form_and_french(tmp_path / "data")
+    model = whisper_base_w4a16 if avx512() else whisper_base_dir
+    result = pytester.runpytest_subprocess(*suite_args(
+        whisper_base_dir.parents[1], model, whisper_base_dir, "--whisperq-backend=vllm-server",
+        f"--whisperq-vllm-python={vllm_python}", "--whisperq-dtype=bfloat16", f"--whisperq-data={data}",
+        "-k", LONG_FORM_TESTS, "-rA"))
+    check_long_form_transcribed(result)
+    assert not vllm_servers(), "the vLLM server outlived the pytest run"
+
+
+def test_in_process_vllm_cuts_long_form_audio_as_the_server_does(pytester, vllm_python, whisper_base_dir, tmp_path):
+    """The offline engine has no chunking of its own: the backend cuts with vLLM's split_audio and joins the
+    windows' texts as the server does, so long files are scored whole there too."""
+    data = long_form_and_french(tmp_path / "data")
+    result = run_in_vllm_env(pytester, vllm_python, *suite_args(
+        whisper_base_dir.parents[1], whisper_base_dir, whisper_base_dir, "--whisperq-backend=vllm",
+        "--whisperq-dtype=float32", f"--whisperq-data={data}", "-k", LONG_FORM_TESTS, "-rA"))
+    check_long_form_transcribed(result)

@@ -27,3 +27,27 @@ def linked_copy(source: Path, out: Path, keep: Callable[[Path], bool] = lambda f
         if file.is_file() and not file.name.startswith(".") and keep(file):
             (out / file.name).symlink_to(file)
     return out
+
+
+def data_folder(out: Path, picks: list[tuple[Path, Callable[[dict[str, str]], bool], int]]) -> Path:
+    """A data folder (metadata.tsv with file, subset, speech, language, text) holding copies of the first
+    `count` rows `keep` accepts from each shipped `source` folder: a small real data set for one test."""
+    import csv
+    import shutil
+
+    out.mkdir(parents=True)
+    rows = []
+    for source, keep, count in picks:
+        with open(source / "metadata.tsv", newline="", encoding="utf-8") as handle:
+            chosen = [r for r in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if keep(r)][:count]
+        for row in chosen:
+            name = Path(row["file"]).name
+            shutil.copy(source / row["file"], out / name)
+            rows.append({"file": name, "subset": row["subset"], "speech": row.get("speech") or "real",
+                         "language": row.get("language") or "en", "text": row["text"]})
+    with open(out / "metadata.tsv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, ["file", "subset", "speech", "language", "text"], delimiter="\t",
+                                quoting=csv.QUOTE_NONE, quotechar=None, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return out

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_whisperq.checks.transcripts import UtteranceErrors, WerReport, pair_reports
 from pytest_whisperq.decision import Decision, Rule, decide, ratio_delta_se
 from pytest_whisperq.results import CheckResult, evidence_list
+from pytest_whisperq.text import scored_by_characters
 
 if TYPE_CHECKING:
     from pytest_whisperq.data import Utterance
@@ -95,8 +96,9 @@ def check_wer_delta(
                            detail=f"the {pooled.utterances} references have no words after normalisation: "
                                   "no WER can be measured; check the data set's text column")
     decision = pooled.decide(max_delta, rule)
-    detail = (f"base WER {pooled.base_wer:.2f}% ({pooled.base_errors}/{pooled.words} words), "
-              f"model WER {pooled.model_wer:.2f}% ({pooled.model_errors}/{pooled.words}), "
+    rate, unit = ("CER", "characters") if all(scored_by_characters(m.language) for _, m in pairs) else ("WER", "words")
+    detail = (f"base {rate} {pooled.base_wer:.2f}% ({pooled.base_errors}/{pooled.words} {unit}), "
+              f"model {rate} {pooled.model_wer:.2f}% ({pooled.model_errors}/{pooled.words}), "
               f"delta {pooled.delta:+.2f} points on {pooled.utterances} utterances; {decision.outcome.upper()}: "
               f"{decision.how}")
     if not gated:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from pytest_whisperq.decision import Outcome, Rule, decide, ratio_delta_se
 from pytest_whisperq.results import CheckResult
-from pytest_whisperq.text import Normalizer, Scoring, as_scoring
+from pytest_whisperq.text import Normalizer, Scoring, as_scoring, scored_by_characters
 
 if TYPE_CHECKING:
     from pytest_whisperq.backends import Hypothesis
@@ -113,6 +113,7 @@ def check_wer_ceiling(report: WerReport, max_wer_percent: float, label: str, rul
     """The WER on `report` must stay under an absolute ceiling (a floor on quality), judged by the
     decision rule with a margin of a fifth of the ceiling."""
     rows = report.utterances
+    unit = "characters" if rows and all(scored_by_characters(u.language) for u in rows) else "words"
     observed, se = ratio_delta_se([u.words for u in rows], [u.errors for u in rows])
     decision = decide(observed, se, max_wer_percent, margin=max(CEILING_MARGIN * max_wer_percent, 0.1),
                       units=len(rows), rule=rule, se_floor=rule.rule_of_three_se(report.words))
@@ -129,7 +130,7 @@ def check_wer_ceiling(report: WerReport, max_wer_percent: float, label: str, rul
         unit="%",
         detail=(
             ("the references have no words after normalisation: no WER can be measured; " if not report.words else "")
-            + f"{report.errors} word errors in {report.words} reference words, {len(rows)} utterances "
+            + f"{report.errors} {unit[:-1]} errors in {report.words} reference {unit}, {len(rows)} utterances "
             f"({decision.outcome.upper()}: {decision.how}); per subset: " + ", ".join(
                 f"{name} {sub.wer_percent:.2f}% ({sub.errors}/{sub.words})"
                 for name in report.subsets() for sub in [report.subset(name)]
