@@ -120,6 +120,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
     state = config.stash[SESSION_KEY]
     _deselect_agreement_without_a_second_backend(state, config, items)
+    _deselect_language_id_unless_asked(state, config, items)
     for item in items:
         if _uses_whisperq(item):  # travels with every report, through xdist too: see pytest_runtest_logreport
             item.user_properties.append((GATED_PROPERTY, "required"))
@@ -150,6 +151,18 @@ def _deselect_agreement_without_a_second_backend(state: WhisperqSession, config:
                f"this run uses only the {state.settings.backend} backend (set --whisperq-agreement-backend=NAME "
                "to compare it with another)")
         )
+
+
+def _deselect_language_id_unless_asked(state: WhisperqSession, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Language identification is an optional check: deselected, and said so, unless --whisperq-language-id."""
+    if state.settings.language_id:
+        return
+    chosen = [item for item in items if "whisperq_detected_languages" in getattr(item, "fixturenames", ())]
+    if chosen:
+        items[:] = [item for item in items if item not in chosen]
+        config.hook.pytest_deselected(items=chosen)
+        state.notes.append(f"{len(chosen)} language-identification test(s) deselected: optional, "
+                           "--whisperq-language-id runs them")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -392,6 +405,17 @@ def whisperq_throughput(whisperq_session: WhisperqSession) -> Callable[[str], Th
             return whisperq_session.throughput(role)
 
     return measure
+
+
+@pytest.fixture(scope="session")
+def whisperq_detected_languages(whisperq_session: WhisperqSession) -> Callable[[str], list[str]]:
+    """`whisperq_detected_languages(role)`: the language the role's model identifies in each evaluation
+    utterance when none is forced, in data order."""
+    def detect(role: str) -> list[str]:
+        with _as_test_failure():
+            return whisperq_session.detected_languages(role)
+
+    return detect
 
 
 @pytest.fixture(scope="session")

@@ -254,6 +254,14 @@ class WhisperqSession:
 
         return self._once(("wer", role), build)
 
+    def detected_languages(self, role: str) -> list[str]:
+        """The language the role's model identifies in each evaluation utterance, decoding without a forced
+        one (once a run; never from the cache: it is one decoder step per utterance)."""
+        backend, data = self.backend(role), self.eval_data()
+        if not hasattr(backend, "detect_languages"):
+            raise ConfigError(f"the {backend.name} backend cannot identify languages; leave out --whisperq-language-id")
+        return self._once(("language_id", role), lambda: backend.detect_languages(data))
+
     def silence_transcripts(self, role: str) -> list[tuple[str, str]]:
         from pytest_whisperq.data import silence_clips
 
@@ -314,11 +322,12 @@ class WhisperqSession:
 
     def required_checks(self) -> list[str]:
         """The shipped suite's tests a release needs (`file::function`); agreement only with a second backend."""
-        from pytest_whisperq.report.verdict import AGREEMENT_TEST, suite_tests
+        from pytest_whisperq.report.verdict import AGREEMENT_TEST, LANGUAGE_ID_TEST, suite_tests
         from pytest_whisperq.resources import conformance_dir
 
         tests = suite_tests(conformance_dir())
-        return [name for name in tests if name != AGREEMENT_TEST or self.agreement_backend() is not None]
+        return [name for name in tests if (name != AGREEMENT_TEST or self.agreement_backend() is not None)
+                and (name != LANGUAGE_ID_TEST or self.settings.language_id)]
 
     def verdict(self, exit_status: int) -> Verdict:
         from pytest_whisperq.report.verdict import release_verdict

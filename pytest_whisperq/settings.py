@@ -318,6 +318,9 @@ OPTIONS: tuple[Option, ...] = (
          help="the language of every utterance whose data names none (metadata.tsv column language, or "
               "hf:...&language=CODE): decoding is forced to each utterance's language, and transcripts are "
               "expected in it (default: en)"),
+    _opt("language_id", _flag, default="false", is_flag=True,
+         help="also decode without a forced language and judge the languages the model identifies against the "
+              "base's on the same utterances (test_language_id.py; otherwise deselected) (default: off)"),
     _opt("max_sample_wer", _number, 0.0, default="50", metavar="PERCENT",
          help="sanity: largest WER of any single sample where the base stays under it (default: 50)"),
     _opt("max_base_disagreement", _number, 0.0, default="50", metavar="PERCENT",
@@ -405,6 +408,7 @@ class Settings:
     language: str
     multilingual: bool
     max_wer_other: float
+    language_id: bool
     max_sample_wer: float
     max_base_disagreement: float
     max_repeats: int

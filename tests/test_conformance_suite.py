@@ -69,7 +69,7 @@ def test_wer_ceiling_fails_with_the_worst_utterances(run_suite):
 
 def test_an_identical_model_passes_the_accuracy_gate_with_delta_zero(run_suite):
     result = run_suite("--whisperq-model=whisper-tiny.en", "--whisperq-base=whisper-tiny.en", "-k", "accuracy or sanity")
-    result.assert_outcomes(passed=8)
+    result.assert_outcomes(passed=9)
     result.stdout.fnmatch_lines([
         # no utterance differs, yet the interval is not [0, 0]: a few differing errors stay plausible
         "PASS wer_delta[[]real[]] 0.0 points [[]-0.13, +0.13[]] (limit 0.5 points)*",
@@ -77,6 +77,8 @@ def test_an_identical_model_passes_the_accuracy_gate_with_delta_zero(run_suite):
         "INFO (inconclusive, not gated) wer_delta[[]words[]] 0.0 points*",
         "INFO (pass, not gated) wer_delta[[]synthetic[]] 0.0 points*",
         "PASS close_to_base 0.0 points [[]*[]] (limit 2.0 points)*",
+        "INFO (inconclusive, not gated) wer_delta[[]long[]] 0.0 points*",
+        "PASS long_form 0 files (limit 0 files)*",
         "release verdict: PARTIAL: * required check(s) did not run, so this is not a release",
     ])
 
@@ -85,7 +87,7 @@ def test_without_a_model_the_base_is_quantized_here_and_passes_the_whole_suite(r
     """The default main job, `./dev gate`: no --whisperq-model, so the quantize fixture makes whisper-base's
     W4A16 checkpoint (32 calibration samples; the same cache entry as the whisper_base_w4a16 fixture's)."""
     result = run_suite()
-    result.assert_outcomes(passed=23, deselected=1)  # agreement: the run has one backend
+    result.assert_outcomes(passed=24, deselected=1)  # agreement: the run has one backend
     result.stdout.fnmatch_lines([
         f"model: quantize ({whisper_base_w4a16})", "base: whisper-base (*)",
         "PASS wer_delta[[]real[]] * points [[]*[]] (limit 0.5 points)*", "*on 221 utterances; PASS: *",

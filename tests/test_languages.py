@@ -189,3 +189,33 @@ def test_a_real_model_broken_in_french_fails_on_french_alone(run_suite, whisper_
         "release verdict: FAIL: failed: wer_delta[[]real:fr[]]*",
     ])
     assert "FAIL wer_delta[real:en]" not in result.stdout.str()
+
+
+# --- language identification (optional) ------------------------------------------------------------
+
+def test_language_identification_counts_the_model_s_confusions_beyond_the_base_s():
+    from pytest_whisperq.checks.language_id import check_language_id
+
+    ids = [f"u{i:03d}" for i in range(400)]
+    expected = ["fr"] * 200 + ["en"] * 200
+    base = list(expected)
+    base[0] = "en"  # the base's own confusion
+    assert check_language_id(ids, expected, base, list(base), limit=2.0).outcome == "pass"
+    model = ["en"] * 40 + expected[40:]
+    result = check_language_id(ids, expected, base, model, limit=2.0)
+    assert result.outcome == "fail" and "the model's confusions: fr->en 40; the base's: fr->en 1" in result.detail
+    assert result.evidence[0] == "u001 (fr): model heard 'en', base 'fr'"
+
+
+def test_language_identification_is_deselected_unless_asked_and_then_required(pytester, tmp_path):
+    from pytest_whisperq.resources import conformance_dir
+
+    shutil_copy = __import__("shutil").copy
+    shutil_copy(conformance_dir() / "test_language_id.py", pytester.path / "test_language_id.py")
+    result = pytester.runpytest_subprocess(f"--whisperq-cache-dir={tmp_path}", "-p", "no:cacheprovider",
+                                           "--whisperq-model=whisper-tiny.en")
+    result.assert_outcomes(deselected=1)
+    result.stdout.fnmatch_lines(["*1 language-identification test(s) deselected: optional, --whisperq-language-id runs them*"])
+    from pytest_whisperq.report.verdict import LANGUAGE_ID_TEST, suite_tests
+
+    assert LANGUAGE_ID_TEST in suite_tests(conformance_dir())

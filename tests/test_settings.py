@@ -53,7 +53,7 @@ def test_option_table_names_flags_and_ini_keys() -> None:
         "vllm_memory_fraction",
         "device", "dtype", "cache_dir", "data", "multilingual", "data_limit",
         "calib_data", "calib_samples", "batch_size", "max_wer", "max_wer_other", "max_wer_delta", "confidence",
-        "accept_inconclusive", "gated_pools", "language", "max_sample_wer", "max_base_disagreement", "max_repeats",
+        "accept_inconclusive", "gated_pools", "language", "language_id", "max_sample_wer", "max_base_disagreement", "max_repeats",
         "max_silence_words", "max_sanity_excess", "max_silence_excess", "requests", "warmup", "min_rps", "min_rtfx", "min_tokens_per_second",
         "min_throughput_ratio", "group_size", "max_layer_error", "layer_error_factor", "json", "markdown", "charts",
         "baseline_storage", "baseline_save", "baseline_compare", "baseline_fail",
@@ -63,7 +63,7 @@ def test_option_table_names_flags_and_ini_keys() -> None:
     assert BY_NAME["cache_dir"].ini == "whisperq_cache_dir"
     assert BY_NAME["max_wer"].flag == "--whisperq-max-wer"
     assert BY_NAME["allow_pickle"].is_flag
-    assert [o.name for o in OPTIONS if o.is_flag] == ["multilingual", "accept_inconclusive", "baseline_save",
+    assert [o.name for o in OPTIONS if o.is_flag] == ["multilingual", "accept_inconclusive", "language_id", "baseline_save",
                                                       "allow_pickle", "allow_skip"]
 
 

@@ -83,7 +83,12 @@ def test_audio_at_other_rates_and_stereo_is_resampled(base_backend, read_speech,
     assert converted.text == original.text
 
 
-def test_audio_longer_than_30_seconds_is_rejected_with_a_clear_message(base_backend):
-    long = Utterance("long-one", "x", "", np.zeros(31 * TARGET_RATE, dtype=np.float32))
-    with pytest.raises(AudioError, match=r"long-one: 31.0 s .* longer than Whisper's 30 s window"):
-        base_backend.transcribe([long])
+def test_audio_longer_than_30_seconds_is_transcribed_whole_long_form(base_backend, openai_assets):
+    """The four shipped long-form files (60-66 s, several prompts joined): sequential long-form decoding
+    transcribes each whole; a window dropped or repeated would cost a sentence's worth of errors. Measured
+    2.3-3.4% on the first two; the bound leaves room for other CPUs' float arithmetic, none for a lost window."""
+    long_files = [u for u in load_local_dataset(default_eval_dir(), subsets=["long_ivr_en"])]
+    assert len(long_files) == 4 and all(u.long_form for u in long_files)
+    report, hypotheses = wer_of(base_backend, long_files, openai_assets)
+    assert report.wer_percent <= 8.0, [(u.id, u.wer, u.hypothesis) for u in report.worst(2)]
+    assert all(h.tokens and "<|" not in h.text for h in hypotheses)  # no timestamp tokens in the text

@@ -50,6 +50,17 @@ def wav_bytes(samples: Any) -> bytes:
     return buffer.getvalue()
 
 
+def language_code(language: str) -> str:
+    """An ISO code from an endpoint's `language` (vLLM answers "de", OpenAI's API "german")."""
+    language = language.strip().lower()
+    if len(language) <= 3:
+        return language
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    by_name = {name: code for code, name in LANGUAGES.items()}
+    return by_name.get(language, language)
+
+
 class OpenAIServerBackend:
     name = "openai"
     # An endpoint someone else runs may serve anything under any name: never reuse its transcripts.
@@ -77,13 +88,17 @@ class OpenAIServerBackend:
             self.server.stop()
 
     # --- requests -------------------------------------------------------------------------
-    def _post(self, client: Any, utterance: Utterance) -> tuple[str, float, int]:
+    def _post(self, client: Any, utterance: Utterance, detect: bool = False) -> tuple[str, float, int]:
         """(transcript, seconds from the first attempt to the answer, attempts). Only transport errors
-        (no answer at all) are retried, `retries` times; any answer, an error included, is final."""
+        (no answer at all) are retried, `retries` times; any answer, an error included, is final.
+        `detect`: no language sent, and the answer's detected language returned instead of the text."""
         import httpx
 
         files = {"file": (f"{utterance.id}.wav", wav_bytes(utterance.audio), "audio/wav")}
         data = {"model": self.served_name, "language": utterance.language, "temperature": "0", "response_format": "json"}
+        if detect:
+            data.pop("language")
+            data["response_format"] = "verbose_json"
         began = time.perf_counter()  # latency counts every attempt: a retried request was slow
         for attempt in range(1, self.retries + 2):
             if self.server is not None:
@@ -107,6 +122,8 @@ class OpenAIServerBackend:
                 raise BackendError(f"{utterance.id}: {self.url} answered HTTP {response.status_code}: "
                                    f"{response.text[:500]}{cause}")
             try:
+                if detect:
+                    return language_code(str(response.json()["language"])), latency, attempt
                 return str(response.json()["text"]).strip(), latency, attempt
             except (ValueError, KeyError, TypeError):
                 raise BackendError(f"{utterance.id}: {self.url} answered without a transcript: {response.text[:500]}") from None
@@ -121,6 +138,15 @@ class OpenAIServerBackend:
             answers = list(pool.map(lambda u: self._post(client, u), utterances))
         return [Hypothesis(u.id, text, self._tokens(text), latency, 1, attempts)
                 for u, (text, latency, attempts) in zip(utterances, answers)]
+
+    def detect_languages(self, utterances: Sequence[Utterance]) -> list[str]:
+        """The language the endpoint detects in each utterance when none is sent (verbose_json's `language`)."""
+        import httpx
+
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        with httpx.Client(timeout=self.request_timeout, limits=limits) as client, \
+                ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return [code for code, _, _ in pool.map(lambda u: self._post(client, u, detect=True), utterances)]
 
     def _tokens(self, text: str) -> tuple[int, ...]:
         """Output tokens, counted with the checkpoint's own tokenizer (the endpoint returns text only)."""

@@ -111,6 +111,25 @@ class TransformersBackend:
                     found[hypothesis.id] = hypothesis
         return [found[u.id] for u in utterances]
 
+    def detect_languages(self, utterances: Sequence[Utterance]) -> list[str]:
+        """The language Whisper itself hears in each utterance (its first 30 s), without a forced one."""
+        import torch
+
+        if not self.multilingual:
+            raise BackendError(f"{self.model.label} is an English-only checkpoint: it has no language tokens to "
+                               "identify a language with; leave out --whisperq-language-id")
+        tokenizer = self.processor.tokenizer
+        found: list[str] = []
+        for start in range(0, len(utterances), self.batch_size):
+            batch = utterances[start : start + self.batch_size]
+            features = self.processor.feature_extractor([u.audio for u in batch], sampling_rate=TARGET_RATE,
+                                                        return_tensors="pt")
+            inputs = features.input_features.to(self.device, dtype=getattr(torch, self.dtype))
+            with torch.inference_mode():
+                tokens = self.whisper.detect_language(inputs).reshape(-1).tolist()
+            found += [tokenizer.convert_ids_to_tokens(t).strip("<|>") for t in tokens]
+        return found
+
     def _generate(self, batch: Sequence[Utterance], language: str, long_form: bool) -> list[Hypothesis]:
         import torch
 

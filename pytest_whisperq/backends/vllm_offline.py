@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -120,6 +121,28 @@ class VllmBackend:
     def close(self) -> None:
         self.llm = None
         gc.collect()
+
+    def detect_languages(self, utterances: Sequence[Utterance]) -> list[str]:
+        """The language token Whisper predicts after <|startoftranscript|> for each utterance's first window,
+        constrained to language tokens (as vLLM's server detects a language)."""
+        import vllm
+
+        if not self.multilingual:
+            raise BackendError(f"{self.model.label} is an English-only checkpoint: it has no language tokens to "
+                               "identify a language with; leave out --whisperq-language-id")
+        tokenizer = self.llm.get_tokenizer()
+        vocabulary = tokenizer.get_vocab()
+        languages = [token for token in vocabulary if re.fullmatch(r"<\|[a-z]{2,3}(?:-[a-z]+)?\|>", token)
+                     and token not in ("<|nocaptions|>", "<|nospeech|>")]
+        sampling = vllm.SamplingParams(temperature=0.0, max_tokens=1, allowed_token_ids=[vocabulary[t] for t in languages])
+        prompts = [{"prompt": "<|startoftranscript|>", "multi_modal_data": {"audio": (server_windows(u.audio)[0], TARGET_RATE)}}
+                   for u in utterances]
+        try:
+            outputs = self.llm.generate(prompts, sampling, use_tqdm=False)
+        except Exception as error:  # the engine reports a dead worker as one of many exception types
+            raise BackendError(f"{self.model.label}: vLLM failed identifying languages: {type(error).__name__}: {error}"
+                               f"{explain(str(error))}") from error
+        return [tokenizer.convert_ids_to_tokens(output.outputs[0].token_ids[0]).strip("<|>") for output in outputs]
 
     def transcribe(self, utterances: Sequence[Utterance]) -> list[Hypothesis]:
         require_languages(self.model.label, self.multilingual, utterances)

@@ -17,6 +17,7 @@ from pytest_whisperq.decision import Outcome
 from pytest_whisperq.results import CheckResult, blocks_release
 
 AGREEMENT_TEST = "test_agreement.py::test_backends_agree_on_the_model"
+LANGUAGE_ID_TEST = "test_language_id.py::test_identified_languages_match_the_base"  # only with --whisperq-language-id
 MAX_LISTED = 8
 
 
