@@ -6,7 +6,8 @@ MODE: ok (answers "hello world"), exit (exits at once with status 3), never-read
 forever), die-after-N (exits after N transcriptions), http-500 (every transcription is an error),
 ignore-term (ignores SIGTERM, so only SIGKILL stops it), hang-after-N (after N transcriptions it
 never answers again), drop-first (closes the first transcription's connection without an answer,
-then answers), garbage (answers 200 with text that is not JSON). It writes its pid to stdout first.
+then answers), garbage (answers 200 with text that is not JSON), echo-language (answers with the
+request's language field as the text; with none, verbose_json naming the language "french"). It writes its pid to stdout first.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         global served
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if self.path != "/v1/audio/transcriptions":
             self._answer(404, {"error": "no such path"})
             return
@@ -83,6 +84,13 @@ class Handler(BaseHTTPRequestHandler):
             sys.stdout.flush()
             os._exit(9)
         served += 1
+        if MODE == "echo-language":
+            marker = b'name="language"\r\n\r\n'
+            if marker in body:
+                self._answer(200, {"text": body.split(marker, 1)[1].split(b"\r\n", 1)[0].decode()})
+            else:
+                self._answer(200, {"text": "bonjour", "language": "french", "duration": 1.0, "segments": []})
+            return
         self._answer(200, {"text": " hello world"})
 
 

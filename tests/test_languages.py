@@ -219,3 +219,21 @@ def test_language_identification_is_deselected_unless_asked_and_then_required(py
     from pytest_whisperq.report.verdict import LANGUAGE_ID_TEST, suite_tests
 
     assert LANGUAGE_ID_TEST in suite_tests(conformance_dir())
+
+
+def test_backends_batch_one_language_at_a_time_and_english_only_models_refuse_others():
+    from pytest_whisperq.backends import BackendError, by_language, require_languages
+    from pytest_whisperq.backends.vllm_offline import join_windows
+    from pytest_whisperq.data import Utterance
+
+    short, long = np.zeros(16000, np.float32), np.zeros(31 * 16000, np.float32)
+    data = [Utterance("a", "s", "x", short, "real", "en"), Utterance("b", "s", "x", short, "real", "fr"),
+            Utterance("c", "s", "x", long, "long", "en"), Utterance("d", "s", "x", short, "real", "en")]
+    groups = by_language(data)
+    assert {key: [u.id for u in group] for key, group in groups.items()} == {
+        ("en", False): ["a", "d"], ("fr", False): ["b"], ("en", True): ["c"]}
+    require_languages("m", True, data)
+    with pytest.raises(BackendError, match="m is an English-only checkpoint, but 1 utterances are in fr"):
+        require_languages("m", False, data)
+    assert join_windows([" Hello there.", "General Kenobi. "], "en") == "Hello there. General Kenobi."
+    assert join_windows(["你好。", "再见。"], "zh") == "你好。再见。"

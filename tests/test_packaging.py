@@ -28,6 +28,9 @@ def test_wheel_carries_suite_fixtures_and_entry_point(wheel):
     speech = {p.name for p in (ROOT / "fixtures" / "speech-eval").iterdir()}
     assert {f"pytest_whisperq/_fixtures/speech-eval/{n}" for n in speech} <= names
     assert "pytest_whisperq/_fixtures/speech-eval/NOTICE" in names
+    multilingual = {str(p.relative_to(ROOT / "fixtures")) for p in (ROOT / "fixtures" / "speech-multilingual").rglob("*")
+                    if p.is_file()}
+    assert {f"pytest_whisperq/_fixtures/{n}" for n in multilingual} <= names  # --whisperq-multilingual's speech
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "whisperq = pytest_whisperq.plugin" in wheel.read(entry_points).decode()
     assert not any(n.startswith(("tests/", "conformance/", "fixtures/")) for n in names)

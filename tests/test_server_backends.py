@@ -95,6 +95,32 @@ def test_openai_backend_uses_the_given_endpoints(pytester, whisper_tiny_en_dir, 
     assert os.path.exists(server.log_path)
 
 
+def test_each_request_names_its_utterance_s_language_and_detection_sends_none(whisper_tiny_en_dir, tmp_path):
+    """Per-utterance languages reach the endpoint; language identification leaves the field out and reads
+    verbose_json's language, a name (OpenAI) or a code (vLLM)."""
+    import numpy as np
+
+    from pytest_whisperq.backends.openai_server import OpenAIServerBackend
+    from pytest_whisperq.backends.server import LOOPBACK, ServerProcess, free_port
+    from pytest_whisperq.data import Utterance
+    from pytest_whisperq.models.resolve import ResolvedModel
+    from pytest_whisperq.models.spec import parse_model_spec
+
+    port = free_port()
+    server = ServerProcess("endpoint", [sys.executable, str(FAKE), str(port), "echo-language"],
+                           f"http://{LOOPBACK}:{port}/health", tmp_path / "endpoint.log")
+    server.start()
+    try:
+        model = ResolvedModel(parse_model_spec(str(whisper_tiny_en_dir)), whisper_tiny_en_dir)
+        backend = OpenAIServerBackend(model, f"http://{LOOPBACK}:{port}/v1", "whisper", concurrency=2)
+        noise = np.random.default_rng(0).standard_normal(40 * 16000).astype(np.float32) * 0.1  # 40 s: sent whole
+        utterances = [Utterance(f"u{i}", "s", "x", noise, "real", language) for i, language in enumerate(["es", "fr", "ru"])]
+        assert [h.text for h in backend.transcribe(utterances)] == ["es", "fr", "ru"]
+        assert backend.detect_languages(utterances) == ["fr", "fr", "fr"]
+    finally:
+        server.stop()
+
+
 def test_the_in_process_vllm_backend_without_vllm_says_what_to_do(whisper_tiny_en_dir):
     import importlib.util
 
