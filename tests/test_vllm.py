@@ -212,14 +212,17 @@ def long_form_and_french(out: Path) -> Path:
 LONG_FORM_TESTS = "wer_delta or long_form"
 
 
-def check_long_form_transcribed(result: pytest.RunResult) -> None:
-    """Every long file transcribed whole (over 30 s: cut into windows by vLLM), French forced on the French."""
+def check_long_form_transcribed(result: pytest.RunResult, report: Path) -> None:
+    """Every long file transcribed whole (over 30 s: cut into windows by vLLM), French forced on the French:
+    each long file's WER is a whole file's, not one window's (a lost window would cost a third of it)."""
     result.stdout.fnmatch_lines_random([
-        "PASS long_form 0 files (limit 0 files)*",
-        "*long_ivr_en_1 (en, * words): errors base *, model *; longest dropped run base * / model *",
-        "*long_ivr_fr_1 (fr, * words): errors base *, model *",
-        "* wer_delta[[]long:en[]] *", "* wer_delta[[]real:fr[]] *",
-    ])
+        "PASS long_form 0 files (limit 0 files)*", "* wer_delta[[]long:en[]] *", "* wer_delta[[]real:fr[]] *"])
+    run = json.loads(report.read_text())
+    [long_form] = [c for c in run["checks"] if c["name"] == "long_form"]
+    assert len(long_form["evidence"]) == 5 and long_form["evidence"][0].startswith("long_ivr_en_1 (en, ")
+    for role in ("base", "model"):
+        assert run["wer"][role]["long:en"]["wer_percent"] < 10 and run["wer"][role]["long:en"]["utterances"] == 4
+        assert run["wer"][role]["real:fr"]["wer_percent"] < 40  # French heard as French: not translated
 
 
 def test_vllm_server_transcribes_long_form_and_french_with_the_w4a16_checkpoint(pytester, vllm_python,
@@ -232,8 +235,8 @@ def test_vllm_server_transcribes_long_form_and_french_with_the_w4a16_checkpoint(
     result = pytester.runpytest_subprocess(*suite_args(
         whisper_base_dir.parents[1], model, whisper_base_dir, "--whisperq-backend=vllm-server",
         f"--whisperq-vllm-python={vllm_python}", "--whisperq-dtype=bfloat16", f"--whisperq-data={data}",
-        "-k", LONG_FORM_TESTS, "-rA"))
-    check_long_form_transcribed(result)
+        f"--whisperq-json={tmp_path / 'run.json'}", "-k", LONG_FORM_TESTS))
+    check_long_form_transcribed(result, tmp_path / "run.json")
     assert not vllm_servers(), "the vLLM server outlived the pytest run"
 
 
@@ -243,5 +246,6 @@ def test_in_process_vllm_cuts_long_form_audio_as_the_server_does(pytester, vllm_
     data = long_form_and_french(tmp_path / "data")
     result = run_in_vllm_env(pytester, vllm_python, *suite_args(
         whisper_base_dir.parents[1], whisper_base_dir, whisper_base_dir, "--whisperq-backend=vllm",
-        "--whisperq-dtype=float32", f"--whisperq-data={data}", "-k", LONG_FORM_TESTS, "-rA"))
-    check_long_form_transcribed(result)
+        "--whisperq-dtype=float32", f"--whisperq-data={data}", f"--whisperq-json={tmp_path / 'run.json'}",
+        "-k", LONG_FORM_TESTS))
+    check_long_form_transcribed(result, tmp_path / "run.json")
