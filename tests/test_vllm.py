@@ -199,14 +199,15 @@ def test_agreement_catches_a_head_that_vllm_does_not_read(pytester, vllm_python,
 
 
 def long_form_and_french(out: Path) -> Path:
-    """The four English long-form files, the French one, and ten short French prompts."""
+    """The four English long-form files, the French one, and seven short French prompts (the 12 rows
+    suite_args' --whisperq-data-limit keeps)."""
     from tests_support import data_folder
 
     from pytest_whisperq.resources import default_eval_dir, multilingual_eval_dir
 
     return data_folder(out, [(default_eval_dir(), lambda r: r["speech"] == "long", 4),
                              (multilingual_eval_dir(), lambda r: r["file"] == "long_ivr_fr_1.flac", 1),
-                             (multilingual_eval_dir(), lambda r: r.get("language") == "fr" and r["speech"] == "real", 10)])
+                             (multilingual_eval_dir(), lambda r: r.get("language") == "fr" and r["speech"] == "real", 7)])
 
 
 LONG_FORM_TESTS = "wer_delta or long_form"
