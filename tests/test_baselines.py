@@ -160,7 +160,7 @@ def test_a_nightly_sees_drift_against_its_pinned_reference(pytester, tiny_en_w4a
     same = night(whisper_tiny_en_dir, f"--whisperq-baseline-compare={reference}", "--whisperq-baseline-fail=wer:0.5")
     assert same.ret == 0
     same.stdout.fnmatch_lines(["whisperq: baseline comparison passed (1 of 1 gated figures shown within their limits; "
-                               "2 reported, not gated)"])
+                               "3 reported, not gated)"])
     same.stdout.fnmatch_lines(["PASS baseline[[]wer[[]real[]][]] 0.0 points [[]*[]] (limit 0.5 points)  [[]baseline comparison[]]"])
 
     drifted = night(tiny_en_w4a16, f"--whisperq-baseline-compare={reference}", "--whisperq-baseline-fail=wer:0.5",
@@ -168,7 +168,7 @@ def test_a_nightly_sees_drift_against_its_pinned_reference(pytester, tiny_en_w4a
     drifted.assert_outcomes(passed=2)  # every test passed ...
     assert drifted.ret == pytest.ExitCode.TESTS_FAILED  # ... and the run fails on the comparison
     drifted.stdout.fnmatch_lines(["whisperq: baseline comparison FAILED (0 of 1 gated figures shown within their limits; "
-                                  "2 reported, not gated)"])
+                                  "3 reported, not gated)"])
     drifted.stdout.fnmatch_lines([
         "FAIL baseline[[]wer[[]real[]][]] * [[]+*, +*[]] (limit 0.5 points)  [[]baseline comparison[]]",
         "    wer[[]real[]]: *% in reference.json, *% now, on the same 221 utterances; worse by +* points; FAIL: shown beyond*",
@@ -177,7 +177,7 @@ def test_a_nightly_sees_drift_against_its_pinned_reference(pytester, tiny_en_w4a
     assert report["verdict"] == "fail" and report["exit_status"] == 1
     assert [c["name"] for c in report["checks"] if not c["ok"] and c["gated"]] == ["baseline[wer[real]]"]
     assert {c["name"] for c in report["checks"] if not c["gated"] and c["test"] == "baseline comparison"} == {
-        "baseline[wer[words]]", "baseline[wer[synthetic]]"}
+        "baseline[wer[words]]", "baseline[wer[synthetic]]", "baseline[wer[long]]"}
 
 
 def test_reports_and_baselines_refuse_xdist_workers(pytester, tmp_path):
