@@ -32,7 +32,8 @@ def test_reports_of_a_real_failing_run_hold_its_figures(pytester, tiny_en_w4a16,
     failed = [c["name"] for c in run["checks"] if c["outcome"] == "fail" and c["gated"]]
     assert run["checks_failed"] == 1 and failed == ["wer_delta[real]"]  # the other pools are reported, not gated
     informational = {c["name"]: c["outcome"] for c in run["checks"] if not c["gated"]}
-    assert set(informational) == {"wer_delta[words]", "wer_delta[synthetic]", "wer[words]", "wer[synthetic]"}
+    assert set(informational) == {"wer_delta[words]", "wer_delta[synthetic]", "wer_delta[long]",
+                                "wer[words]", "wer[synthetic]", "wer[long]"}
     assert run["required"]["not_run"] == [name for name in run["required"]["checks"] if "test_sanity.py" in name]
     decision = next(c for c in run["checks"] if c["name"] == "wer_delta[real]")["decision"]
     assert decision["outcome"] == "fail" and decision["low"] > 0.5 and decision["units"] == 221
