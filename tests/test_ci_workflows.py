@@ -83,3 +83,27 @@ def test_the_nightly_compares_with_a_pinned_reference_and_saves_nothing():
     nightly = (WORKFLOWS[0]).read_text()
     assert '--whisperq-baseline-compare="$REFERENCE"' in nightly and "vars.WHISPERQ_REFERENCE" in nightly
     assert "--whisperq-baseline-compare=latest" not in nightly and "--whisperq-baseline-save" not in nightly
+
+
+def test_the_gpu_check_refuses_a_machine_without_cuda_and_tabulates_a_run(capsys):
+    """`./dev gpu-check` on a CPU machine says so and exits 2; its table reads a run's JSON report."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "ci" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    assert gpu_check.main(["--out", "/nonexistent/never-written"]) == 2
+    assert "torch sees no CUDA device here" in capsys.readouterr().err
+    figures = {"requests_per_s": 1.0, "output_tokens_per_s": 20.0, "rtfx": 8.0, "latency_median_s": 1.0,
+               "latency_p95_s": 2.0}
+    run = {"throughput": {"base": {"backend": "vllm-server", "figures": figures},
+                          "model": {"backend": "vllm-server", "figures": {**figures, "rtfx": 6.0},
+                                    "rounds": [{}, {}, {}]},
+                          "ratio": {"rtfx_per_round": [0.74, 0.76, 0.75]}},
+           "checks": [{"name": "throughput_ratio[rtfx]", "outcome": "fail", "observed": 0.75, "interval": [0.73, 0.77],
+                       "limit": 0.8, "detail": "..."}]}
+    table = gpu_check.throughput_table(run)
+    assert "| rtfx | 8.0 | 6.0 | 0.750 |" in table
+    assert any(line.startswith("throughput_ratio[rtfx]: fail (median 0.75, interval [0.73, 0.77]") for line in table)

@@ -1,0 +1,120 @@
+"""`./dev gpu-check`: what a GPU runner runs to check the CUDA paths, in a few minutes on one GPU.
+
+1. environment: the GPU, CUDA, and the versions that decide the figures;
+2. transformers on CUDA in float16, the base quantized to W4A16 on CUDA (GPTQ), the whole suite but
+   throughput (the speed ratio is not applicable there: transformers runs both models dense);
+3. with vLLM (in this Python, or --vllm-python): the W4A16 from step 2 against the base on the vLLM server
+   and in-process, the whole suite on the server (throughput in interleaved rounds, with CUDA graphs);
+4. the card's throughput table, base vs W4A16, with the ratio per round and its interval.
+
+Each step is a pytest run of the shipped suite writing a JSON report under --out; the exit status is
+non-zero if any step failed. Needs no network when the cache holds the built-in model (docs/gpu.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def environment(vllm_python: str | None) -> dict[str, object]:
+    import torch
+
+    found: dict[str, object] = {"python": sys.version.split()[0], "torch": torch.__version__, "cuda": torch.version.cuda,
+                                "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    from importlib import metadata
+
+    for name in ("transformers", "compressed-tensors", "llmcompressor", "vllm"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    if vllm_python:
+        probe = subprocess.run([vllm_python, "-c", "from importlib import metadata; print(metadata.version('vllm'))"],
+                               capture_output=True, text=True)
+        found["vllm (--vllm-python)"] = probe.stdout.strip() or f"not importable: {probe.stderr.strip()[-200:]}"
+    return found
+
+
+def suite(out: Path, name: str, python: str, *args: str) -> tuple[int, dict | None, float]:
+    """The shipped suite as a user runs it; its JSON report and the seconds it took."""
+    report = out / f"{name}.json"
+    command = [python, "-m", "pytest", str(ROOT / "conformance"), "-p", "no:cacheprovider", "-q",
+               f"--whisperq-json={report}", *args]
+    print(f"\n== {name}: {' '.join(command)}", flush=True)
+    began = time.perf_counter()
+    code = subprocess.run(command, cwd=ROOT).returncode
+    seconds = time.perf_counter() - began
+    loaded = json.loads(report.read_text()) if report.is_file() else None
+    print(f"== {name}: exit {code} in {seconds:.0f} s", flush=True)
+    return code, loaded, seconds
+
+
+def throughput_table(run: dict) -> list[str]:
+    measured = run.get("throughput") or {}
+    if not measured.get("base"):
+        return ["(throughput not measured)"]
+    base, model = measured["base"], measured["model"]
+    lines = [f"| {model['backend']} | base | W4A16 | W4A16 / base |", "|---|---|---|---|"]
+    for key in ("requests_per_s", "output_tokens_per_s", "rtfx", "latency_median_s", "latency_p95_s"):
+        b, m = base["figures"][key], model["figures"][key]
+        lines.append(f"| {key} | {b} | {m} | {m / b:.3f} |" if b else f"| {key} | {b} | {m} | |")
+    ratio = measured.get("ratio") or {}
+    check = next((c for c in run["checks"] if c["name"] == "throughput_ratio[rtfx]"), None)
+    lines.append(f"rounds: {len(model.get('rounds') or [])}; RTFx ratio per round: {ratio.get('rtfx_per_round')}")
+    if check:
+        lines.append(f"throughput_ratio[rtfx]: {check['outcome']} (median {check['observed']}, interval "
+                     f"{check.get('interval')}, floor {check['limit']}); {check['detail']}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="./dev gpu-check", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "gpu-check", help="where the reports go")
+    parser.add_argument("--vllm-python", default=os.environ.get("WHISPERQ_VLLM_PYTHON"),
+                        help="python of an environment with vLLM (default: $WHISPERQ_VLLM_PYTHON, else this one)")
+    parser.add_argument("--base", default="whisper-base", help="the base (default: whisper-base, built in)")
+    args = parser.parse_args(argv)
+    env = environment(args.vllm_python)
+    print("environment: " + json.dumps(env), flush=True)
+    if not env["gpu"]:
+        print("gpu-check: torch sees no CUDA device here; run it on the GPU runner", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "environment.json").write_text(json.dumps(env, indent=2))
+    codes: dict[str, int] = {}
+    common = (f"--whisperq-base={args.base}", "--whisperq-dtype=float16")
+
+    codes["transformers-cuda"], run, _ = suite(args.out, "transformers-cuda", sys.executable, *common,
+                                               "--whisperq-device=cuda", "-k", "not throughput")
+    quantized = (run or {}).get("models", {}).get("model") or {}
+    vllm_python = args.vllm_python or (sys.executable if env.get("vllm") else None)
+    if not quantized.get("path"):
+        print("gpu-check: step 2 made no W4A16 checkpoint; the vLLM steps need it", file=sys.stderr)
+    elif vllm_python is None:
+        print("gpu-check: no vLLM here (pip install vllm, or --vllm-python=PATH): vLLM steps not run", file=sys.stderr)
+        codes["vllm"] = 1
+    else:
+        model = f"--whisperq-model={quantized['path']}"
+        codes["vllm-server"], server_run, _ = suite(
+            args.out, "vllm-server", sys.executable, *common, model, "--whisperq-backend=vllm-server",
+            f"--whisperq-vllm-python={vllm_python}")
+        codes["vllm"], _, _ = suite(args.out, "vllm-in-process", vllm_python, *common, model, "--whisperq-backend=vllm",
+                                    "-k", "accuracy or agreement or throughput")
+        if server_run:
+            print("\n".join(["", "== throughput, vLLM server:", *throughput_table(server_run)]), flush=True)
+    print("\ngpu-check: " + ", ".join(f"{name} {'ok' if code == 0 else f'FAILED ({code})'}" for name, code in codes.items()))
+    shutil.copy2(Path(__file__), args.out / "gpu_check.py")  # what ran, beside what it printed
+    return 0 if all(code == 0 for code in codes.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
