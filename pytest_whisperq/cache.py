@@ -86,6 +86,15 @@ def checkpoint_fingerprint(model_dir: Path, suffixes: tuple[str, ...] = DEFINING
     return digest.hexdigest()
 
 
+def source_fingerprint(package_dir: Path, modules: tuple[str, ...]) -> str:
+    """sha256 of the plugin's own code that makes a cached artefact: an edit (an editable install keeps its
+    version) makes the entry another one."""
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update((package_dir / module).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def package_versions(names: tuple[str, ...]) -> dict[str, str]:
     """Installed versions of `names` ("missing" where absent): part of every cache key."""
     versions = {}

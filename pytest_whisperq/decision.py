@@ -35,6 +35,7 @@ class Outcome(str, Enum):
     PASS = "pass"
     FAIL = "fail"
     INCONCLUSIVE = "inconclusive"
+    NOT_APPLICABLE = "not applicable"  # a figure this run cannot give meaning to (never gated)
 
     def __str__(self) -> str:
         return self.value

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pytest_whisperq import progress
 from pytest_whisperq.errors import WhisperqError
 from pytest_whisperq.results import CheckResult, blocks_release, failure_message
 from pytest_whisperq.session import NO_MODEL_MESSAGE, WhisperqSession
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from pytest_whisperq.backends import Backend, Hypothesis
     from pytest_whisperq.checks.fidelity import LayerError, Tolerance
     from pytest_whisperq.checks.quant_config import Scheme
-    from pytest_whisperq.checks.throughput import Throughput
+    from pytest_whisperq.checks.throughput import Rounds
     from pytest_whisperq.checks.transcripts import WerReport
     from pytest_whisperq.data import Utterance
     from pytest_whisperq.models.resolve import ResolvedModel
@@ -59,6 +60,9 @@ def pytest_configure(config: pytest.Config) -> None:
                                 "without pytest-xdist's -n (the models are loaded once a process anyway)")
     config.stash[SESSION_KEY] = state = WhisperqSession(settings)
     config.pluginmanager.register(_OutcomeRecorder(state), "whisperq-outcome-recorder")
+    # long work reports on the terminal; not under -q, and not from xdist workers (their output is not shown)
+    quiet = config.get_verbosity() < 0 or hasattr(config, "workerinput")
+    progress.configure(None if quiet else _TerminalProgress(config))
 
 
 def _runs_xdist_workers(config: pytest.Config) -> bool:
@@ -110,6 +114,7 @@ def pytest_testnodedown(node: object, error: object) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    progress.configure(None)
     state = config.stash.get(SESSION_KEY, None)
     if state is not None:
         state.close()  # a server started for this run never outlives it
@@ -177,6 +182,51 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.outcome = "failed"
         report.longrepr = (f"{item.nodeid} asked for whisperq_check but recorded no result: the check did not run, "
                            "so it cannot pass. Call whisperq_check(result) with the check's result")
+
+
+class _TerminalProgress:
+    """`progress.Sink` on pytest's terminal: on a terminal one line rewritten in place, elsewhere (CI logs)
+    plain lines; written past output capturing, as pytest's live logging does."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @property
+    def live(self) -> bool:  # asked when used: the terminal reporter is registered after this plugin's configure
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        return bool(reporter is not None and reporter.isatty)
+
+    @contextmanager
+    def _terminal(self) -> Iterator[pytest.TerminalReporter | None]:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        if capture is None:
+            yield reporter
+            return
+        with capture.global_and_fixture_disabled():
+            yield reporter
+
+    def show(self, text: str) -> None:
+        with self._terminal() as reporter:
+            if reporter is None:
+                return
+            reporter.ensure_newline()
+            if reporter.isatty:
+                reporter.rewrite(text, erase=True)
+            else:
+                reporter.write_line(text)
+            reporter.flush()
+
+    def finish(self, text: str) -> None:
+        with self._terminal() as reporter:
+            if reporter is None:
+                return
+            if reporter.isatty:
+                reporter.rewrite(text, erase=True)
+                reporter.write("\n")
+            else:
+                reporter.write_line(text)
+            reporter.flush()
 
 
 class _OutcomeRecorder:
@@ -396,13 +446,13 @@ def whisperq_base_silence(whisperq_session: WhisperqSession, whisperq_base: Back
 
 
 @pytest.fixture(scope="session")
-def whisperq_throughput(whisperq_session: WhisperqSession) -> Callable[[str], Throughput]:
-    """`whisperq_throughput(role)`: the role's throughput figures ("model" or "base"), measured once a
-    run and never from a cache."""
+def whisperq_throughput_rounds(whisperq_session: WhisperqSession) -> Callable[[], Rounds]:
+    """`whisperq_throughput_rounds()`: base and model timed in interleaved rounds (`checks.throughput.Rounds`),
+    measured once a run, never from a cache, when first asked for."""
 
-    def measure(role: str) -> Throughput:
+    def measure() -> Rounds:
         with _as_test_failure():
-            return whisperq_session.throughput(role)
+            return whisperq_session.throughput_rounds()
 
     return measure
 

@@ -25,7 +25,8 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_whisperq.cache import Cache, checkpoint_fingerprint, package_versions
+from pytest_whisperq import progress
+from pytest_whisperq.cache import Cache, checkpoint_fingerprint, package_versions, source_fingerprint
 from pytest_whisperq.errors import QuantizeError
 
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ def cache_inputs(base_dir: Path, calibration: Sequence[Utterance], recipe: Recip
         "samples": len(calibration),
         "device": device,
         "versions": library_versions(),
+        "code": source_fingerprint(Path(__file__).parent, ("quantize.py",)),  # the recipe's application, the saving
     }
 
 
@@ -116,7 +118,9 @@ def quantize_w4a16(
 
     def build(out_dir: Path) -> None:
         began = time.perf_counter()
-        run_gptq(base_dir, out_dir, calibration, recipe, device)
+        with progress.task(f"quantizing {base_name} to W4A16 (GPTQ on {len(calibration)} calibration utterances, "
+                           f"{device}; once, then cached)"):
+            run_gptq(base_dir, out_dir, calibration, recipe, device)
         for carried in CARRIED_FILES:
             if (base_dir / carried).is_file() and not (out_dir / carried).exists():
                 shutil.copy2(base_dir / carried, out_dir / carried)

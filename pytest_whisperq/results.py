@@ -16,7 +16,9 @@ class CheckResult:
     `evidence` carries what a person needs to act (offending tensors, worst utterances).
     A statistical figure carries its `decision` (pass / fail / inconclusive, interval, error rate):
     `ok` is then true only for a PASS. A result that is not `gated` is shown and reported, never
-    failed (a figure the data cannot resolve, kept for information).
+    failed (a figure the data cannot resolve, kept for information); one that is not `applicable` is
+    a figure this run cannot give meaning to, shown with the reason. `interval` is the figure's interval
+    in `observed`'s units when the decision is taken on another scale (a ratio judged by its shortfall).
     """
 
     name: str
@@ -28,16 +30,20 @@ class CheckResult:
     evidence: list[Any] = field(default_factory=list)
     decision: Decision | None = None
     gated: bool = True
+    applicable: bool = True
+    interval: tuple[float, float] | None = None
 
     @property
     def outcome(self) -> Outcome:
+        if not self.applicable:
+            return Outcome.NOT_APPLICABLE
         if self.decision is not None:
             return self.decision.outcome
         return Outcome.PASS if self.ok else Outcome.FAIL
 
     @property
     def label(self) -> str:
-        """PASS, FAIL or INCONCLUSIVE; `INFO (...)` for a figure that is not gated."""
+        """PASS, FAIL or INCONCLUSIVE; `INFO (...)` for a figure that is not gated (or not applicable)."""
         word = str(self.outcome).upper()
         return word if self.gated else f"INFO ({word.lower()}, not gated)"
 
@@ -47,7 +53,10 @@ class CheckResult:
             figures = f": observed {_fmt(self.observed)}{self.unit}"
             if self.limit is not None:
                 figures += f", limit {_fmt(self.limit)}{self.unit}"
-        if self.decision is not None:
+        if self.interval is not None and self.decision is not None:
+            figures += (f", interval [{_fmt(self.interval[0])}, {_fmt(self.interval[1])}]{self.unit} (each end a "
+                        f"one-sided {1 - self.decision.alpha:.0%} bound)")
+        elif self.decision is not None:
             figures += f", interval {self.decision.interval_text(self.unit)}"
         lines = [f"{self.label} {self.name}{figures}"]
         if self.detail:

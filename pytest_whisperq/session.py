@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pytest_whisperq import progress
 from pytest_whisperq.cache import Cache
 from pytest_whisperq.errors import CheckpointError, ConfigError
 from pytest_whisperq.results import CheckResult
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from pytest_whisperq.backends import Backend, Hypothesis
     from pytest_whisperq.checks.fidelity import LayerError, Tolerance
     from pytest_whisperq.checks.quant_config import Scheme
-    from pytest_whisperq.checks.throughput import Throughput
+    from pytest_whisperq.checks.throughput import Rounds, Throughput
     from pytest_whisperq.checks.transcripts import WerReport
     from pytest_whisperq.data import Utterance
     from pytest_whisperq.models.resolve import ResolvedModel
@@ -226,10 +227,12 @@ class WhisperqSession:
         fingerprint = dataset_fingerprint(utterances)
 
         def build() -> list[Hypothesis]:
-            if not getattr(backend, "cacheable", False):
-                hypotheses, reused = backend.transcribe(utterances), False
-            else:
-                hypotheses, reused = cached_transcribe(self.cache, backend, utterances, fingerprint)
+            with progress.task(f"transcribing with {backend.model.label} ({backend.name})", total=len(utterances),
+                               unit="utterances", delay=1.0):  # silent when the cache has them
+                if not getattr(backend, "cacheable", False):
+                    hypotheses, reused = backend.transcribe(utterances), False
+                else:
+                    hypotheses, reused = cached_transcribe(self.cache, backend, utterances, fingerprint)
             self.transcript_sources[(str(backend.model.path), backend.name, fingerprint)] = (len(utterances), reused)
             return hypotheses
 
@@ -269,20 +272,44 @@ class WhisperqSession:
         return [(clip.id, h.text) for clip, h in zip(clips, self.transcribe(self.backend(role), clips))]
 
     # --- throughput -----------------------------------------------------------------------
-    def throughput(self, role: str) -> Throughput:
-        """Time `--whisperq-requests` transcriptions after `--whisperq-warmup` discarded ones: always
-        measured afresh (never from the transcript cache), once a run per role."""
-        return self._once(("throughput", role), lambda: self._measure_throughput(role))
+    def throughput_rounds(self) -> Rounds:
+        """Base and model timed in `--whisperq-rounds` interleaved rounds of `--whisperq-requests` each, after
+        `--whisperq-warmup` discarded requests each: always measured afresh (never from the transcript cache),
+        once a run. Where both compute with dense weights their ratio means nothing: one round each, for the
+        card's figures, and the reason."""
+        return self._once("throughput_rounds", self._measure_rounds)
 
-    def _measure_throughput(self, role: str) -> Throughput:
+    def _measure_rounds(self) -> Rounds:
+        from pytest_whisperq.backends import quantization_method
+        from pytest_whisperq.checks.throughput import Rounds, why_not_comparable
+
+        s = self.settings
+        backends = {"base": self.backend("base"), "model": self.backend("model")}
+        quantized = quantization_method(self.tensors("model").config) is not None
+        why = why_not_comparable(backends["model"].name, quantized, backends["model"].runs_quantized_weights())
+        data = self.eval_data()
+        requests = [data[i % len(data)] for i in range(s.requests)]
+        if s.warmup:
+            with progress.task(f"warming up base and model ({s.warmup} requests each)", total=2 * s.warmup,
+                               unit="requests", delay=1.0):
+                for backend in backends.values():
+                    backend.transcribe([data[i % len(data)] for i in range(s.warmup)])
+        timed: dict[str, list[Throughput]] = {"base": [], "model": []}
+        rounds = 1 if why else s.rounds
+        with progress.task(f"timing throughput, base and model in {rounds} interleaved round(s) of {s.requests}",
+                           total=2 * rounds * s.requests, unit="requests"):
+            for round_index in range(rounds):
+                order = ("base", "model") if round_index % 2 == 0 else ("model", "base")  # drift falls on both alike
+                for role in order:
+                    timed[role].append(self._time_round(role, backends[role], requests))
+        return Rounds(tuple(timed["base"]), tuple(timed["model"]), why)
+
+    @staticmethod
+    def _time_round(role: str, backend: Backend, requests: list[Utterance]) -> Throughput:
         import time
 
         from pytest_whisperq.checks.throughput import Throughput
 
-        backend, data = self.backend(role), self.eval_data()
-        requests = [data[i % len(data)] for i in range(self.settings.requests)]
-        if self.settings.warmup:
-            backend.transcribe([data[i % len(data)] for i in range(self.settings.warmup)])
         began = time.perf_counter()
         hypotheses = backend.transcribe(requests)
         wall = time.perf_counter() - began
@@ -303,8 +330,8 @@ class WhisperqSession:
     def wer_report_if_made(self, role: str) -> WerReport | None:
         return self._made(("wer", role))
 
-    def throughputs_measured(self) -> dict[str, Throughput]:
-        return {role: value for role in ("base", "model") if (value := self._made(("throughput", role))) is not None}
+    def throughput_rounds_if_measured(self) -> Rounds | None:
+        return self._made("throughput_rounds")
 
     def backend_identities(self) -> list[dict[str, Any]]:
         return [{"model": str(backend.model.path), **backend.identity()} for backend in self._backends]
@@ -344,7 +371,9 @@ class WhisperqSession:
             figure = ""
             if result.observed is not None:
                 figure = f" {result.observed}{result.unit}"
-                if result.decision is not None:
+                if result.interval is not None:
+                    figure += f" [{result.interval[0]}, {result.interval[1]}]"
+                elif result.decision is not None:
                     figure += f" [{result.decision.low:+.2f}, {result.decision.high:+.2f}]"
                 if result.limit is not None:
                     figure += f" (limit {result.limit}{result.unit})"

@@ -335,18 +335,22 @@ OPTIONS: tuple[Option, ...] = (
     _opt("max_silence_excess", _number, 1.0, default="10", metavar="POINTS",
          help="sanity: largest excess of the model over the base, in percent of the no-speech clips, of clips "
               "talked on (default: 10)"),
-    _opt("requests", _positive_int, default="32", metavar="N",
-         help="throughput: transcription requests per measurement, the evaluation utterances cycled (default: 32)"),
-    _opt("warmup", _positive_int, 0, default="2", metavar="N",
-         help="throughput: requests sent and discarded before measuring (default: 2)"),
+    _opt("requests", _positive_int, default="16", metavar="N",
+         help="throughput: transcription requests per round and model, the evaluation utterances cycled (default: 16)"),
+    _opt("rounds", _positive_int, default="5", metavar="N",
+         help="throughput: rounds of base and model, interleaved; the ratio's interval comes from their spread "
+              "(default: 5; at least 3 for a verdict)"),
+    _opt("warmup", _positive_int, 0, default="8", metavar="N",
+         help="throughput: requests each model is sent and discarded before the rounds, a batch at least (default: 8)"),
     _opt("min_rps", _number, 0.0, default=None, metavar="N",
          help="throughput floor: requests per second of the model under test (default: none)"),
     _opt("min_rtfx", _number, 0.0, default=None, metavar="N",
          help="throughput floor: RTFx, audio seconds per wall second (default: none)"),
     _opt("min_tokens_per_second", _number, 0.0, default=None, metavar="N",
          help="throughput floor: output tokens per second (default: none)"),
-    _opt("min_throughput_ratio", _number, 0.0, default="0.8", metavar="RATIO",
-         help="throughput floor relative to the base measured in the same run: model RTFx / base RTFx (default: 0.8)"),
+    _opt("min_throughput_ratio", _fraction, default="0.8", metavar="RATIO",
+         help="throughput floor relative to the base measured in the same run: model RTFx / base RTFx, judged on "
+              "the interleaved rounds by the decision rule; not applicable where both run dense weights (default: 0.8)"),
     _opt("group_size", _positive_int, default="128", metavar="N",
          help="the INT4 weights' expected group size (default: 128, as W4A16 is published)"),
     _opt("max_layer_error", _number, 0.0, default="0.6", metavar="RATIO",
@@ -416,6 +420,7 @@ class Settings:
     max_sanity_excess: float
     max_silence_excess: float
     requests: int
+    rounds: int
     warmup: int
     min_rps: float | None
     min_rtfx: float | None

@@ -143,3 +143,32 @@ def draw_operating_characteristic(points: Sequence[OperatingPoint], limit: float
     axes.legend(loc="center right", fontsize=8)
     figure.tight_layout()
     figure.savefig(path)
+
+
+def simulate_throughput_ratio(true_ratio: float, rounds: int = 5, noise: float = 0.1, drift: float = 0.2,
+                              min_ratio: float = 0.8, runs: int = 2000, seed: int = 0) -> OperatingPoint:
+    """P(PASS), P(FAIL), P(INCONCLUSIVE) of the throughput ratio gate (`checks.throughput.check_ratio`, run as
+    the suite runs it) when the model's RTFx is `true_ratio` times the base's. Each round the machine is
+    faster or slower for both alike (log-normal, sd `drift`: load from other jobs, thermal state) and each
+    role's batch varies on its own (log-normal, sd `noise`); interleaving cancels the first, the interval has
+    to carry the second."""
+    from pytest_whisperq.checks.throughput import Rounds, Throughput, check_ratio
+
+    rng = np.random.default_rng(seed)
+    counts = {outcome: 0 for outcome in Outcome}
+    covered = 0
+    audio = 100.0
+    for _ in range(runs):
+        machine = rng.lognormal(0.0, drift, rounds)
+        base_rtfx = 10.0 * machine * rng.lognormal(0.0, noise, rounds)
+        model_rtfx = 10.0 * true_ratio * machine * rng.lognormal(0.0, noise, rounds)
+
+        def timed(label: str, rtfx: np.ndarray) -> tuple[Throughput, ...]:
+            return tuple(Throughput(label, "simulated", 8, 8, audio / float(x), audio, 800, (1.0,)) for x in rtfx)
+
+        result = check_ratio(Rounds(timed("base", base_rtfx), timed("model", model_rtfx)), min_ratio)
+        counts[result.outcome] += 1
+        assert result.interval is not None
+        covered += result.interval[0] <= true_ratio <= result.interval[1]
+    return OperatingPoint(true_ratio, runs, counts[Outcome.PASS] / runs, counts[Outcome.FAIL] / runs,
+                          counts[Outcome.INCONCLUSIVE] / runs, covered / runs)

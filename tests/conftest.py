@@ -108,11 +108,11 @@ def run_suite(pytester: pytest.Pytester, whisper_tiny_en_dir: Path):
     cache_root = whisper_tiny_en_dir.parents[1]
 
     def run(*args: str) -> pytest.RunResult:
-        # A short throughput measurement with a loose relative floor: these tests are about the plugin,
-        # and 8 requests on a shared CI runner are too noisy for the default 0.8.
+        # A short throughput measurement: on transformers the speed ratio is not applicable (dense weights on
+        # both sides), so one round of 8 requests each gives the card's figures.
         return pytester.runpytest_subprocess(
             str(conformance_dir()), f"--whisperq-cache-dir={cache_root}", "-p", "no:cacheprovider",
-            "--whisperq-requests=8", "--whisperq-warmup=1", "--whisperq-min-throughput-ratio=0.3", *args
+            "--whisperq-requests=8", "--whisperq-warmup=1", *args
         )
 
     return run

@@ -95,7 +95,8 @@ def test_without_a_model_the_base_is_quantized_here_and_passes_the_whole_suite(r
         "PASS linears_packed 96/96*", "PASS language[[]en[]]*", "PASS silent_on_silence*",
         "PASS throughput[[]base[]] * req/s  [[]*test_throughput.py::test_base_throughput[]]",
         "    base (transformers): 8/8 requests in * s, * req/s, * tok/s, RTFx *, latency mean * s / median * s / p95 * s",
-        "PASS throughput_ratio[[]rtfx[]] * (limit 0.3)*",
+        "INFO (not applicable, not gated) throughput_ratio[[]rtfx[]] * (limit 0.8)*",
+        "    not applicable: the transformers backend dequantizes the checkpoint to dense weights*",
         "release verdict: PASS: every required check ran and passed",
     ])
 

@@ -138,3 +138,25 @@ def test_the_resolution_command_simulates_any_report(tmp_path, capsys):
     report.write_text(json.dumps({"checks": []}))  # a report from before schema 2
     assert main(["resolution", str(report)]) == 2
     assert "has no per-utterance errors in the 'real' pool" in capsys.readouterr().err
+
+
+# The throughput ratio, judged on interleaved rounds: each side's error at most alpha whatever the noise, at
+# the floor's two ends (1.0 and 0.6 for the default floor 0.8); power where the rounds agree to ~10%.
+THROUGHPUT_RUNS = 400  # per point: a simulated probability of 0.05 is then known to about +-0.011
+
+
+@pytest.mark.parametrize(("rounds", "noise"), [(3, 0.05), (5, 0.1), (5, 0.3)])
+def test_the_throughput_ratio_errs_at_most_alpha_on_each_side(rounds, noise):
+    from pytest_whisperq.simulation import simulate_throughput_ratio
+
+    as_fast = simulate_throughput_ratio(1.0, rounds, noise, runs=THROUGHPUT_RUNS, seed=41)
+    much_slower = simulate_throughput_ratio(0.6, rounds, noise, runs=THROUGHPUT_RUNS, seed=42)
+    assert as_fast.failed <= RULE.alpha and much_slower.passed <= RULE.alpha, (as_fast, much_slower)
+    assert as_fast.coverage >= 0.85 and much_slower.coverage >= 0.85  # the two-sided 90% interval
+
+
+def test_five_rounds_that_agree_to_ten_percent_tell_a_good_model_from_a_bad_one():
+    from pytest_whisperq.simulation import simulate_throughput_ratio
+
+    assert simulate_throughput_ratio(1.0, 5, 0.1, runs=THROUGHPUT_RUNS, seed=43).passed >= 0.9
+    assert simulate_throughput_ratio(0.6, 5, 0.1, runs=THROUGHPUT_RUNS, seed=44).failed >= 0.95

@@ -19,7 +19,7 @@ def test_reports_of_a_real_failing_run_hold_its_figures(pytester, tiny_en_w4a16,
     result = pytester.runpytest_subprocess(
         str(conformance_dir()), f"--whisperq-cache-dir={whisper_tiny_en_dir.parents[1]}", "-p", "no:cacheprovider",
         f"--whisperq-model={tiny_en_w4a16}", "--whisperq-base=whisper-tiny.en", "--whisperq-max-wer=40",
-        "--whisperq-requests=8", "--whisperq-warmup=1", "--whisperq-min-throughput-ratio=0.3",
+        "--whisperq-requests=8", "--whisperq-warmup=1",
         f"--whisperq-json={report_json}", f"--whisperq-markdown={report_md}", f"--whisperq-charts={tmp_path / 'charts'}",
         "-k", "format or accuracy or throughput",
     )
@@ -33,7 +33,10 @@ def test_reports_of_a_real_failing_run_hold_its_figures(pytester, tiny_en_w4a16,
     assert run["checks_failed"] == 1 and failed == ["wer_delta[real]"]  # the other pools are reported, not gated
     informational = {c["name"]: c["outcome"] for c in run["checks"] if not c["gated"]}
     assert set(informational) == {"wer_delta[words]", "wer_delta[synthetic]", "wer_delta[long]",
-                                "wer[words]", "wer[synthetic]", "wer[long]"}
+                                "wer[words]", "wer[synthetic]", "wer[long]", "throughput_ratio[rtfx]"}
+    # transformers dequantizes W4A16: both models run dense weights, so the speed ratio is not a verdict
+    assert informational["throughput_ratio[rtfx]"] == "not applicable"
+    assert "dequantizes the checkpoint to dense weights" in run["throughput"]["ratio"]["not_comparable"]
     assert run["required"]["not_run"] == [name for name in run["required"]["checks"] if "test_sanity.py" in name]
     decision = next(c for c in run["checks"] if c["name"] == "wer_delta[real]")["decision"]
     assert decision["outcome"] == "fail" and decision["low"] > 0.5 and decision["units"] == 221
@@ -55,12 +58,14 @@ def test_reports_of_a_real_failing_run_hold_its_figures(pytester, tiny_en_w4a16,
     assert f"model WER {real['model']['wer_percent']:.2f}%" in delta["detail"]
     model_speed = next(c for c in run["checks"] if c["name"] == "throughput[model]")
     assert model_speed["observed"] == pytest.approx(run["throughput"]["model"]["figures"]["requests_per_s"], abs=1e-3)
-    assert len(run["throughput"]["model"]["latencies"]) == 8
+    assert len(run["throughput"]["model"]["latencies"]) == 8 and len(run["throughput"]["model"]["rounds"]) == 1
 
     markdown = report_md.read_text()
     assert markdown.startswith("# pytest-whisperq: ❌ FAIL\n")
     assert "| `wer_delta[real]` | ❌ FAIL |" in markdown and "<summary><code>wer_delta[real]</code> FAIL:" in markdown
     assert "(not gated)" in markdown and "release verdict: FAIL" in markdown
+    assert "| `throughput_ratio[rtfx]` | ➖ not applicable (not gated) |" in markdown
+    assert "The ratio is not applicable on this backend: the transformers backend dequantizes" in markdown
     assert (f"| WER, real speech (2253 words, 221 utterances) | {real['base']['wer_percent']:.2f}% | "
             f"{real['model']['wer_percent']:.2f}% |") in markdown
     evaluation = markdown[markdown.index("## Evaluation"):]

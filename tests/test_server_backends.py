@@ -29,8 +29,9 @@ def fake_vllm_python(tmp_path: Path) -> Path:
     """An executable that runs this Python with a `vllm` package whose server module is the fake server."""
     package = tmp_path / "fake-vllm" / "vllm" / "entrypoints" / "openai"
     package.mkdir(parents=True)
-    for folder in (package, package.parent, package.parent.parent):
+    for folder in (package, package.parent):
         (folder / "__init__.py").write_text("")
+    (package.parent.parent / "__init__.py").write_text('__version__ = "0.0.0+fake"\n')  # no metadata: the probe imports it
     (package / "api_server.py").write_text(FAKE.read_text())
     wrapper = tmp_path / "python"
     wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{tmp_path / "fake-vllm"}" exec "{sys.executable}" "$@"\n')

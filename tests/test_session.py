@@ -113,23 +113,70 @@ def test_no_model_and_no_llmcompressor_says_what_to_do(tmp_path, monkeypatch):
         session(tmp_path).resolved("model")
 
 
+class TimedBackend(CountingBackend):
+    """Answers each utterance after `seconds`; a role's speed, and whether it computes with quantized weights."""
+
+    def __init__(self, path: Path, name: str, seconds: float, quantized: bool | None = True, retry_first: bool = False):
+        super().__init__(path)
+        self.name, self.seconds, self.quantized, self.retry_first, self.log = name, seconds, quantized, retry_first, []
+
+    def runs_quantized_weights(self):
+        return self.quantized
+
+    def transcribe(self, utterances):
+        import time
+
+        self.calls += 1
+        self.log.append(len(utterances))
+        time.sleep(self.seconds * len(utterances))
+        return [Hypothesis(u.id, u.text, (1,), self.seconds, 1, attempts=2 if self.retry_first and i == 0 else 1)
+                for i, u in enumerate(utterances)]
+
+
+def throughput_session(tmp_path, base, model, *options):
+    from types import SimpleNamespace
+
+    state = WhisperqSession(build_settings({"cache_dir": tmp_path, "requests": 2, "rounds": 3, "warmup": 1}, {}))
+    state.backend = lambda role, name=None: base if role == "base" else model
+    state.eval_data = lambda: utterances()
+    config = {"quantization_config": {"quant_method": "compressed-tensors"}}
+    state.tensors = lambda role: SimpleNamespace(config=config)
+    return state
+
+
+def test_throughput_rounds_interleave_base_and_model_and_are_measured_once(tmp_path):
+    order = []
+    base, model = TimedBackend(tmp_path, "base", 0.001), TimedBackend(tmp_path, "model", 0.001)
+    for backend in (base, model):
+        original = backend.transcribe
+        backend.transcribe = lambda u, b=backend, o=original: (order.append(b.name), o(u))[1]
+    state = throughput_session(tmp_path, base, model)
+    rounds = state.throughput_rounds()
+    # warm-up each, then rounds alternating who goes first, so drift falls on both alike
+    assert order == ["base", "model", "base", "model", "model", "base", "base", "model"]
+    assert len(rounds.base) == len(rounds.model) == 3 and rounds.not_comparable is None
+    assert all(r.requests == 2 for r in rounds.base + rounds.model) and base.log[0] == 1  # one warm-up request
+    assert state.throughput_rounds() is rounds and len(order) == 8
+
+
+def test_throughput_on_dense_compute_is_one_round_each_and_says_why(tmp_path):
+    base, model = TimedBackend(tmp_path, "transformers", 0.0, False), TimedBackend(tmp_path, "transformers", 0.0, False)
+    rounds = throughput_session(tmp_path, base, model).throughput_rounds()
+    assert len(rounds.base) == len(rounds.model) == 1
+    assert "dequantizes the checkpoint to dense weights" in rounds.not_comparable
+
+
 def test_a_throughput_measurement_with_retried_requests_fails_and_is_not_repeated(tmp_path):
     """The session counts each request that needed a transport retry; the measurement then fails,
     once, and later callers get the same figures instead of a fresh attempt."""
     from pytest_whisperq.checks.throughput import check_measured
 
-    class RetryingBackend(CountingBackend):
-        def transcribe(self, utterances):
-            self.calls += 1
-            return [Hypothesis(u.id, u.text, (1,), 0.1, 1, attempts=2 if i == 0 else 1) for i, u in enumerate(utterances)]
-
-    state = session(tmp_path)
-    backend = RetryingBackend(tmp_path)
-    state.backend = lambda role, name=None: backend
-    state.eval_data = lambda: utterances()
-    measured = state.throughput("model")
-    assert measured.retried == 1
+    base = TimedBackend(tmp_path, "base", 0.0)
+    model = TimedBackend(tmp_path, "model", 0.0, retry_first=True)
+    state = throughput_session(tmp_path, base, model)
+    measured = state.throughput_rounds().combined("model")
+    assert measured.retried == 3  # one a round
     result = check_measured(measured)
     assert not result.ok and "requests needed a transport retry" in result.detail
-    calls = backend.calls
-    assert state.throughput("model") is measured and backend.calls == calls
+    calls = model.calls
+    assert state.throughput_rounds().combined("model") == measured and model.calls == calls

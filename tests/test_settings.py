@@ -54,7 +54,7 @@ def test_option_table_names_flags_and_ini_keys() -> None:
         "device", "dtype", "cache_dir", "data", "multilingual", "data_limit",
         "calib_data", "calib_samples", "batch_size", "max_wer", "max_wer_other", "max_wer_delta", "confidence",
         "accept_inconclusive", "gated_pools", "language", "language_id", "max_sample_wer", "max_base_disagreement", "max_repeats",
-        "max_silence_words", "max_sanity_excess", "max_silence_excess", "requests", "warmup", "min_rps", "min_rtfx", "min_tokens_per_second",
+        "max_silence_words", "max_sanity_excess", "max_silence_excess", "requests", "rounds", "warmup", "min_rps", "min_rtfx", "min_tokens_per_second",
         "min_throughput_ratio", "group_size", "max_layer_error", "layer_error_factor", "json", "markdown", "charts",
         "baseline_storage", "baseline_save", "baseline_compare", "baseline_fail",
         "allow_pickle", "allow_skip",
@@ -219,6 +219,8 @@ def test_data_folder_is_resolved_and_a_hub_data_set_is_parsed() -> None:
     ("warmup", "-1", "at least 0"),
     ("min_rps", "-1", "at least 0"),
     ("min_throughput_ratio", "fast", "not a number"),
+    ("min_throughput_ratio", "1.2", "between 0 and 1"),
+    ("rounds", "0", "at least 1"),
 ])
 def test_accuracy_and_sanity_options_reject_bad_values(name: str, raw: str, fragment: str) -> None:
     flag = "--whisperq-" + name.replace("_", "-")

@@ -5,7 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pytest_whisperq.checks.throughput import Throughput, check_floor, check_floors, check_measured, check_ratio, percentile
+from pytest_whisperq.checks.throughput import (
+    Rounds,
+    Throughput,
+    check_floor,
+    check_floors,
+    check_measured,
+    check_ratio,
+    percentile,
+    why_not_comparable,
+)
+from pytest_whisperq.results import blocks_release
 
 
 def run(label: str, wall: float, latencies: list[float], tokens: int = 200, audio: float = 40.0) -> Throughput:
@@ -34,13 +44,52 @@ def test_absolute_floors_fail_with_the_figures():
     assert check_floor(slow, "rtfx", 3.9).ok and not check_floor(slow, "rtfx", 4.1).ok
 
 
-def test_the_relative_floor_compares_with_the_base_of_the_same_run():
-    base, model = run("base", 4.0, [1.0] * 4), run("model", 8.0, [2.0] * 4)
-    result = check_ratio(model, base, 0.8)
-    assert not result.ok and result.observed == 0.5
-    assert result.detail == "model 5.000 / base 10.000"
-    assert result.evidence[0].startswith("model (fake): 4/4 requests in 8.00 s")
-    assert check_ratio(base, base, 0.8).ok
+def rounds_of(base_walls: list[float], model_walls: list[float], why: str | None = None) -> Rounds:
+    return Rounds(tuple(run("base", w, [1.0] * 4) for w in base_walls),
+                  tuple(run("model", w, [1.0] * 4) for w in model_walls), why)
+
+
+def test_a_model_as_fast_as_its_base_round_after_round_passes_with_its_interval():
+    result = check_ratio(rounds_of([4.0, 4.4, 3.8, 4.2, 4.0], [4.1, 4.3, 3.9, 4.2, 4.1]), 0.8)
+    assert result.ok and str(result.outcome) == "pass" and result.gated
+    assert result.limit == 0.8 and 0.95 < result.observed <= 1.0
+    low, high = result.interval
+    assert 0.9 < low < result.observed < high < 1.05
+    assert "over 5 interleaved rounds: median" in result.detail and "(floor 0.8)" in result.detail
+    assert result.evidence[0] == "round 1: model 9.756 / base 10.000 = 0.976"
+    assert "interval [0.9" in result.describe()
+
+
+def test_a_model_at_half_the_speed_fails_naming_the_rounds():
+    result = check_ratio(rounds_of([4.0, 4.2, 3.9], [8.0, 8.5, 7.7]), 0.8)
+    assert not result.ok and str(result.outcome) == "fail" and result.observed == pytest.approx(0.5, abs=0.02)
+    assert result.interval[1] < 0.8
+    assert "FAIL: shown beyond the limit" in result.detail
+
+
+def test_one_round_is_never_a_verdict():
+    """One round each (what the suite did before rounds): whatever the ratio, it cannot show its own spread."""
+    for model_wall in (6.25, 4.0, 2.0):  # 0.64, 1.0, 2.0
+        result = check_ratio(rounds_of([4.0], [model_wall]), 0.8)
+        assert str(result.outcome) == "inconclusive" and not result.ok
+
+
+def test_rounds_that_disagree_are_inconclusive_and_say_how_to_resolve_them():
+    result = check_ratio(rounds_of([4.0, 4.0, 4.0], [3.0, 6.5, 4.0]), 0.8)
+    assert str(result.outcome) == "inconclusive"
+    assert "The rounds vary too much to tell: run more (--whisperq-rounds=" in result.detail
+
+
+def test_on_dense_compute_the_ratio_is_not_applicable_and_never_gated():
+    why = why_not_comparable("transformers", quantized=True, runs_quantized_weights=False)
+    result = check_ratio(rounds_of([4.0], [6.25], why), 0.8)  # what a noisy dense run can look like: 0.64
+    assert str(result.outcome) == "not applicable" and not result.gated and result.decision is None
+    assert result.label == "INFO (not applicable, not gated)"
+    assert result.detail.startswith("not applicable: the transformers backend dequantizes the checkpoint")
+    assert not blocks_release(result)
+    assert why_not_comparable("vllm", quantized=True, runs_quantized_weights=True) is None
+    assert why_not_comparable("openai", quantized=True, runs_quantized_weights=None) is None  # a remote server
+    assert "not quantized" in why_not_comparable("vllm", quantized=False, runs_quantized_weights=False)
 
 
 def test_a_measurement_with_failed_requests_fails():

@@ -72,8 +72,7 @@ def suite_args(cache: Path, model: Path, base: Path, *args: str) -> list[str]:
     its figures are INCONCLUSIVE and accepted knowingly here."""
     return [str(conformance_dir()), f"--whisperq-cache-dir={cache}", f"--whisperq-model={model}",
             f"--whisperq-base={base}", "-p", "no:cacheprovider", "--whisperq-data-limit=12",
-            "--whisperq-accept-inconclusive", "--whisperq-requests=12", "--whisperq-warmup=1",
-            "--whisperq-min-throughput-ratio=0.3", *args]
+            "--whisperq-accept-inconclusive", "--whisperq-requests=12", "--whisperq-warmup=1", *args]
 
 
 def test_vllm_server_runs_the_suite_on_whisper_base(pytester, vllm_python, whisper_base_dir):

@@ -35,3 +35,36 @@ def test_request_latency_runs_from_the_call_to_the_last_token_when_the_engine_st
     assert request_latency(SimpleNamespace(), sent=100.0, batch_seconds=9.0) == 9.0
     stale = SimpleNamespace(metrics=SimpleNamespace(last_token_ts=99.0))  # a clock that cannot be this call's
     assert request_latency(stale, sent=100.0, batch_seconds=9.0) == 9.0
+
+
+def test_the_server_runs_eager_only_on_cpu_and_takes_the_batch_size():
+    from pathlib import Path
+
+    from pytest_whisperq.backends.vllm_server import server_command
+
+    cpu = server_command(Path("python"), Path("/m"), 8000, "bfloat16", enforce_eager=True, max_num_seqs=4)
+    gpu = server_command(Path("python"), Path("/m"), 8000, "float16", enforce_eager=False, max_num_seqs=32)
+    assert "--enforce-eager" in cpu and "--enforce-eager" not in gpu  # CUDA graphs on a GPU, as vLLM is served
+    assert cpu[cpu.index("--max-num-seqs") + 1] == "4" and gpu[gpu.index("--max-num-seqs") + 1] == "32"
+
+
+def test_the_server_environment_is_asked_for_its_versions_and_device(tmp_path):
+    import sys
+    from pathlib import Path
+
+    import pytest
+
+    from pytest_whisperq.backends.vllm_server import probe_environment
+    from pytest_whisperq.errors import BackendError
+
+    fake = tmp_path / "site" / "vllm"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('__version__ = "9.9.9"\n')
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\nPYTHONPATH="{tmp_path / "site"}" exec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    found = probe_environment(python)
+    assert found["vllm"] == "9.9.9" and found["device"] == "cpu" and found["cuda"] is None and found["gpu"] is None
+    assert found["torch"]
+    with pytest.raises(BackendError, match=r"(?s)cannot run vLLM: is vllm installed there\? .*No module named 'vllm'"):
+        probe_environment(Path(sys.executable))

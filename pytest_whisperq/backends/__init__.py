@@ -43,6 +43,11 @@ class Backend(Protocol):
         """Release what the backend holds (a server it started is stopped)."""
         ...
 
+    def runs_quantized_weights(self) -> bool | None:
+        """Whether the checkpoint's quantized weights are what it computes with (its quantized kernels),
+        rather than dense weights made from them at load; None when it cannot know (a remote server)."""
+        ...
+
 
 def load_backend(model: ResolvedModel, settings: Settings, role: str, log_dir: Path) -> Backend:
     """The configured backend for `model` (`role` is "model" or "base": it picks the endpoint URL)."""
@@ -54,7 +59,8 @@ def load_backend(model: ResolvedModel, settings: Settings, role: str, log_dir: P
     if settings.backend == "vllm":
         from pytest_whisperq.backends.vllm_offline import VllmBackend
 
-        return VllmBackend(model, dtype=settings.dtype, memory_fraction=settings.vllm_memory_fraction)
+        return VllmBackend(model, dtype=settings.dtype, batch_size=settings.batch_size,
+                           memory_fraction=settings.vllm_memory_fraction)
     if settings.backend == "vllm-server":
         from pytest_whisperq.backends.vllm_server import start_vllm_server
 
@@ -70,6 +76,12 @@ def load_backend(model: ResolvedModel, settings: Settings, role: str, log_dir: P
                                    concurrency=settings.concurrency,
                                    request_timeout=settings.request_timeout)
     raise ConfigError(f"unknown backend {settings.backend!r}")
+
+
+def quantization_method(config: dict[str, Any]) -> str | None:
+    """The checkpoint's quantization method (config.json), None for a dense checkpoint."""
+    block = config.get("quantization_config") or config.get("compression_config")
+    return block.get("quant_method", "compressed-tensors") if isinstance(block, dict) else None
 
 
 def by_language(utterances: Sequence[Utterance]) -> dict[tuple[str, bool], list[Utterance]]:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from pytest_whisperq import progress
 from pytest_whisperq.audio import TARGET_RATE
 from pytest_whisperq.backends import Hypothesis
 from pytest_whisperq.backends.server import ServerProcess
@@ -78,7 +79,6 @@ class OpenAIServerBackend:
         self.device = "server"
         self.dtype = dtype
         self._tokenizer: Any = None
-        self.engine_version = "unknown"
 
     def identity(self) -> dict[str, Any]:
         return {"backend": self.name, "served": self.served_name, "dtype": self.dtype, "temperature": 0.0}
@@ -86,6 +86,9 @@ class OpenAIServerBackend:
     def close(self) -> None:
         if self.server is not None:
             self.server.stop()
+
+    def runs_quantized_weights(self) -> bool | None:
+        return None  # someone else's server: what it computes with is not visible from here
 
     # --- requests -------------------------------------------------------------------------
     def _post(self, client: Any, utterance: Utterance, detect: bool = False) -> tuple[str, float, int]:
@@ -135,7 +138,10 @@ class OpenAIServerBackend:
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         with httpx.Client(timeout=self.request_timeout, limits=limits) as client, \
                 ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            answers = list(pool.map(lambda u: self._post(client, u), utterances))
+            answers = []
+            for answer in pool.map(lambda u: self._post(client, u), utterances):  # in order, as they come
+                answers.append(answer)
+                progress.advance()
         return [Hypothesis(u.id, text, self._tokens(text), latency, 1, attempts)
                 for u, (text, latency, attempts) in zip(utterances, answers)]
 

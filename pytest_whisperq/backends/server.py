@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pytest_whisperq import progress
 from pytest_whisperq.errors import BackendError
 
 LOOPBACK = "127.0.0.1"
@@ -77,6 +78,7 @@ class ServerProcess:
                 self.stop()
                 raise BackendError(f"{self.name} was not healthy at {self.health_url} within {self.startup_timeout:.0f} s "
                                    f"and was stopped; its log ({self.log_path}) ends with:\n{self.tail()}")
+            progress.advance(0)  # the elapsed time, on the live line
             time.sleep(0.5)
 
     def alive(self) -> bool:

@@ -11,8 +11,9 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from pytest_whisperq import progress
 from pytest_whisperq.audio import TARGET_RATE
-from pytest_whisperq.backends import Hypothesis, by_language, require_languages
+from pytest_whisperq.backends import Hypothesis, by_language, quantization_method, require_languages
 from pytest_whisperq.errors import BackendError, WhisperqError
 
 if TYPE_CHECKING:
@@ -34,11 +35,6 @@ def resolve_dtype(requested: str, device: str) -> str:
     if requested == "auto":
         return "float16" if device == "cuda" else "float32"
     return requested
-
-
-def quantization_method(config: dict[str, Any]) -> str | None:
-    block = config.get("quantization_config") or config.get("compression_config")
-    return block.get("quant_method", "compressed-tensors") if isinstance(block, dict) else None
 
 
 class TransformersBackend:
@@ -91,6 +87,9 @@ class TransformersBackend:
     def close(self) -> None:
         pass  # nothing outside this process
 
+    def runs_quantized_weights(self) -> bool:
+        return False  # a compressed-tensors checkpoint is dequantized to dense weights at load (see __init__)
+
     def identity(self) -> dict[str, Any]:
         import torch
 
@@ -109,6 +108,7 @@ class TransformersBackend:
             for start in range(0, len(group), self.batch_size):
                 for hypothesis in self._generate(group[start : start + self.batch_size], language, long_form):
                     found[hypothesis.id] = hypothesis
+                progress.advance(len(group[start : start + self.batch_size]))
         return [found[u.id] for u in utterances]
 
     def detect_languages(self, utterances: Sequence[Utterance]) -> list[str]:

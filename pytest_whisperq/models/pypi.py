@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_whisperq import progress
 from pytest_whisperq.cache import Cache, sha256_file
 from pytest_whisperq.errors import DownloadError
 
@@ -29,9 +30,14 @@ def fetch(artifact: PinnedArtifact, cache: Cache) -> Path:
     """Return the local path of `artifact`, downloading and verifying it once."""
     entry = cache.get_or_build(
         "downloads", artifact.filename, {"sha256": artifact.sha256},
-        lambda tmp: _download_into(artifact, tmp),
+        lambda tmp: _download_with_progress(artifact, tmp),
     )
     return entry / artifact.filename
+
+
+def _download_with_progress(artifact: PinnedArtifact, target: Path) -> None:
+    with progress.task(f"downloading {artifact.filename} (pip download, sha256 checked)"):
+        _download_into(artifact, target)
 
 
 def _download_into(artifact: PinnedArtifact, target: Path) -> None:

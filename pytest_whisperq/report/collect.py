@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_whisperq.cache import checkpoint_files, package_versions
 
 if TYPE_CHECKING:
+    from pytest_whisperq.checks.throughput import Rounds
     from pytest_whisperq.results import CheckResult
     from pytest_whisperq.session import WhisperqSession
 
@@ -22,7 +23,8 @@ LIBRARIES = ("pytest-whisperq", "pytest", "torch", "transformers", "compressed-t
 def check_record(nodeid: str, result: CheckResult) -> dict[str, Any]:
     return {"test": nodeid, "name": result.name, "ok": result.ok, "outcome": str(result.outcome),
             "gated": result.gated, "observed": result.observed, "limit": result.limit, "unit": result.unit.strip(),
-            "decision": result.decision.record() if result.decision else None, "detail": result.detail,
+            "decision": result.decision.record() if result.decision else None,
+            "interval": list(result.interval) if result.interval else None, "detail": result.detail,
             "evidence": [str(item) for item in result.evidence]}
 
 
@@ -90,14 +92,28 @@ def utterance_rows(session: WhisperqSession) -> list[dict[str, Any]]:
             for m in model.utterances if m.id in base_by_id]
 
 
+def throughput_record(rounds: Rounds | None) -> dict[str, Any]:
+    """Each role's figures over all rounds, and round by round; the per-round ratios and, where the
+    ratio means nothing on this backend, why."""
+    if rounds is None:
+        return {}
+    from pytest_whisperq.checks.throughput import combined
+
+    record: dict[str, Any] = {}
+    for role in ("base", "model"):
+        figures = combined(rounds.of(role))
+        record[role] = asdict(figures) | {"figures": figures.figures(), "latencies": list(figures.latencies),
+                                          "rounds": [r.figures() for r in rounds.of(role)]}
+    record["ratio"] = {"rtfx_per_round": [round(r, 4) for r in rounds.ratios("rtfx")],
+                       "not_comparable": rounds.not_comparable}
+    return record
+
+
 def collect(session: WhisperqSession, exit_status: int, charts: list[str] | None = None) -> dict[str, Any]:
     """The run as plain data (JSON-ready). `verdict` is the pytest exit status's: a failed, errored or
     uncollectable test fails the gate even when it recorded no result."""
     checks = [check_record(nodeid, result) for nodeid, result in session.results]
-    throughput = {role: asdict(figures) | {"figures": figures.figures()}
-                  for role, figures in session.throughputs_measured().items()}
-    for record in throughput.values():
-        record["latencies"] = list(record["latencies"])
+    throughput = throughput_record(session.throughput_rounds_if_measured())
     verdict = session.verdict(exit_status)
     return {
         "schema": SCHEMA,

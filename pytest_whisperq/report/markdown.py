@@ -58,7 +58,8 @@ def checks_table(run: dict[str, Any]) -> list[str]:
     return lines
 
 
-OUTCOME_CELLS = {"pass": "✅ pass", "fail": "❌ FAIL", "inconclusive": "❔ INCONCLUSIVE"}
+OUTCOME_CELLS = {"pass": "✅ pass", "fail": "❌ FAIL", "inconclusive": "❔ INCONCLUSIVE",
+                 "not applicable": "➖ not applicable"}
 VERDICT_TITLES = {"pass": "✅ PASS", "fail": "❌ FAIL", "inconclusive": "❔ INCONCLUSIVE (not a release)",
                   "partial": "⚠️ PARTIAL (required checks did not run: not a release)"}
 
@@ -96,12 +97,20 @@ def evaluation_section(run: dict[str, Any]) -> list[str]:
     throughput = run["throughput"]
     if throughput.get("base") and throughput.get("model"):
         backend = throughput["model"]["backend"]
-        lines += [f"### Performance ({backend} backend, {throughput['model']['requests']} requests)", "",
+        rounds = len(throughput["model"].get("rounds") or [None])
+        lines += [f"### Performance ({backend} backend, {throughput['model']['requests']} requests in {rounds} "
+                  f"round{'s' if rounds > 1 else ''})", "",
                   f"| Metric | {base} | {model} | {model} / {base} |", "|---|---|---|---|"]
         for label, key, fmt in CARD_ROWS:
             b, m = throughput["base"]["figures"][key], throughput["model"]["figures"][key]
             ratio = f"{m / b:.3f}" if isinstance(b, float) and b else ""
             lines.append(f"| {label} | {fmt.format(b)} | {fmt.format(m)} | {ratio} |")
+        comparison = throughput.get("ratio") or {}
+        if comparison.get("not_comparable"):
+            lines += ["", f"The ratio is not applicable on this backend: {_cell(comparison['not_comparable'])}."]
+        elif comparison.get("rtfx_per_round"):
+            lines += ["", "RTFx ratio per interleaved round: "
+                      + ", ".join(f"{r:.3f}" for r in comparison["rtfx_per_round"]) + " (judged in the checks above)."]
         lines.append("")
     else:
         lines += ["Throughput was not measured in this run.", ""]
