@@ -112,7 +112,7 @@ def start_vllm_server(model: ResolvedModel, settings: Settings, log_dir: Path) -
         f"http://{LOOPBACK}:{port}/health", log_dir / f"vllm-{safe_name(model.path.name)}-{port}.log", env=env,
         startup_timeout=settings.startup_timeout, explain=explain,
     )
-    with progress.task(f"starting the vLLM server for {model.label} (log: {server.log_path})"):
+    with progress.task(f"starting the vLLM server for {model.label}"):
         server.start()
     return VllmServerBackend(model, f"http://{LOOPBACK}:{port}/v1", SERVED_NAME, concurrency=settings.concurrency,
                              request_timeout=settings.request_timeout, server=server, dtype=dtype, engine=engine)
