@@ -99,8 +99,8 @@ class Decision:
 
 
 def decide(point: float, se: float, limit: float, margin: float, units: int, rule: Rule = Rule(),
-           se_floor: float = 0.0) -> Decision:
-    """The rule above, for a lower-is-better figure."""
+           se_floor: float = 0.0, unit_name: str = "utterances") -> Decision:
+    """The rule above, for a lower-is-better figure measured on `units` `unit_name` (utterances, rounds)."""
     if margin <= 0:
         raise ValueError(f"margin must be positive, got {margin}")
     se = max(se, se_floor, 0.0)
@@ -114,7 +114,7 @@ def decide(point: float, se: float, limit: float, margin: float, units: int, rul
     if low > limit:
         return made(Outcome.FAIL, "shown beyond the limit: the lower bound is above it")
     if units < rule.min_units:
-        return made(Outcome.INCONCLUSIVE, f"too few utterances ({units}, at least {rule.min_units} to pass)",
+        return made(Outcome.INCONCLUSIVE, f"too few {unit_name} ({units}, at least {rule.min_units} to pass)",
                     max(rule.min_units - units, _more_units(units, se, z, margin)))
     if high <= limit:
         return made(Outcome.PASS, "shown within the limit: the upper bound is at or below it")

@@ -207,25 +207,22 @@ class _TerminalProgress:
             yield reporter
 
     def show(self, text: str) -> None:
-        with self._terminal() as reporter:
-            if reporter is None:
-                return
-            reporter.ensure_newline()
-            if reporter.isatty:
-                reporter.rewrite(text, erase=True)
-            else:
-                reporter.write_line(text)
-            reporter.flush()
+        self._write(text, last=False)
 
     def finish(self, text: str) -> None:
+        self._write(text, last=True)
+
+    def _write(self, text: str, last: bool) -> None:
         with self._terminal() as reporter:
             if reporter is None:
                 return
-            if reporter.isatty:
-                reporter.rewrite(text, erase=True)
-                reporter.write("\n")
-            else:
+            if not reporter.isatty:
                 reporter.write_line(text)
+            else:
+                reporter.ensure_newline()  # off the line pytest was writing test results on
+                reporter.rewrite(text, erase=True)
+                if last:
+                    reporter.write("\n")
             reporter.flush()
 
 

@@ -72,6 +72,8 @@ def test_one_round_is_never_a_verdict():
     for model_wall in (6.25, 4.0, 2.0):  # 0.64, 1.0, 2.0
         result = check_ratio(rounds_of([4.0], [model_wall]), 0.8)
         assert str(result.outcome) == "inconclusive" and not result.ok
+        assert "too few rounds (1, at least 3 to pass)" in result.detail
+        assert "Too few rounds to show their own spread: run --whisperq-rounds=3 or more" in result.detail
 
 
 def test_rounds_that_disagree_are_inconclusive_and_say_how_to_resolve_them():

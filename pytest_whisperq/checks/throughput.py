@@ -185,13 +185,14 @@ def check_ratio(rounds: Rounds, min_ratio: float, metric: str = "rtfx", rule: Ru
     point = statistics.fmean(shortfalls)
     se = (statistics.stdev(shortfalls) / math.sqrt(len(shortfalls)) * t_factor(len(shortfalls), rule)
           if len(shortfalls) > 1 else math.inf)
-    decision = decide(point, se, limit, limit, len(shortfalls), rule, SHORTFALL_SE_FLOOR)
+    decision = decide(point, se, limit, limit, len(shortfalls), rule, SHORTFALL_SE_FLOOR, unit_name="rounds")
     low, high = 1.0 - decision.high / 100.0, 1.0 - decision.low / 100.0
     detail = (f"model {metric} / base {metric} over {len(ratios)} interleaved rounds: median {median:.3f}, mean "
               f"{1.0 - point / 100.0:.3f}, one-sided {rule.confidence:.0%} bounds [{low:.3f}, {high:.3f}] "
               f"(floor {min_ratio:g}); {str(decision.outcome).upper()}: {decision.how}")
     if decision.outcome is Outcome.INCONCLUSIVE:
-        detail += (f". The rounds vary too much to tell: run more (--whisperq-rounds={len(ratios) + (decision.more_units or 1)}"
-                   " or more) on a quieter machine")
+        more = f"--whisperq-rounds={len(ratios) + (decision.more_units or 1)} or more"
+        detail += (f". Too few rounds to show their own spread: run {more}" if len(ratios) < rule.min_units else
+                   f". The rounds vary too much to tell: run more ({more}) on a quieter machine")
     return CheckResult(name=name, ok=decision.outcome is Outcome.PASS, observed=round(median, 3), limit=min_ratio,
                        detail=detail, evidence=evidence, decision=decision, interval=(round(low, 3), round(high, 3)))
