@@ -87,6 +87,7 @@ def duration(seconds: float) -> str:
 
 
 _current: ContextVar[Task | None] = ContextVar("whisperq_progress_task", default=None)
+_silent: ContextVar[bool] = ContextVar("whisperq_progress_silent", default=False)
 
 
 def advance(count: int = 1) -> None:
@@ -113,8 +114,8 @@ def configure(sink: Sink | None, clock: Callable[[], float] = time.monotonic, li
 def task(what: str, total: int | None = None, unit: str = "", delay: float = 0.0) -> Iterator[Task]:
     """Long work named `what`; with a `total`, `advance` counts it in `unit`s. A task with a `delay` shows
     nothing until it has run that long and advanced (so a cache hit is silent)."""
-    current = Task(what, total, unit, _Settings.sink, delay, _Settings.clock, _Settings.live_every,
-                   _Settings.plain_every)
+    sink = None if _silent.get() else _Settings.sink
+    current = Task(what, total, unit, sink, delay, _Settings.clock, _Settings.live_every, _Settings.plain_every)
     token = _current.set(current)
     failed = True
     try:
@@ -123,3 +124,14 @@ def task(what: str, total: int | None = None, unit: str = "", delay: float = 0.0
     finally:
         _current.reset(token)
         current.end(failed)
+
+
+@contextmanager
+def silenced() -> Iterator[None]:
+    """Tasks opened inside show nothing: for work done in the background while the foreground's task owns
+    the line (a server started early in a thread)."""
+    token = _silent.set(True)
+    try:
+        yield
+    finally:
+        _silent.reset(token)

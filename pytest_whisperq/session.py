@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, wait
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pytest_whisperq import progress
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+SERVER_STARTED_HERE = ("vllm-server",)  # backends whose loading is a server's start: worth starting both at once
+OTHER_ROLE = {"model": "base", "base": "model"}
+
 NO_MODEL_MESSAGE = (
     "no model under test: pass --whisperq-model=PATH_OR_ID (a local checkpoint directory, "
     "org/name[@revision] on the hub, or a built-in: whisper-base, whisper-tiny.en), "
@@ -43,6 +47,7 @@ class WhisperqSession:
         self.results: list[tuple[str, CheckResult]] = []
         self._memo: dict[Any, Any] = {}
         self._backends: list[Backend] = []
+        self._starting: dict[Any, Future[Backend]] = {}  # servers started early, in a thread (see backend())
         self.skipped: list[tuple[str, str]] = []  # (test, reason): whisperq tests that did not run
         self.failed_tests: set[str] = set()  # whisperq tests pytest reported failed or errored
         self.notes: list[str] = []  # what the run chose not to check, and why (printed at the end)
@@ -101,28 +106,77 @@ class WhisperqSession:
                           lambda: load_data(spec, limit=limit, subset="calibration", language=language, max_seconds=MAX_SECONDS))
 
     def backend(self, role: str, name: str | None = None) -> Backend:
-        """The role's checkpoint loaded on backend `name` (default: --whisperq-backend)."""
+        """The role's checkpoint loaded on backend `name` (default: --whisperq-backend). A backend that starts a
+        server here also starts the other role's, at once and in the background, when that role's checkpoint is
+        already at hand: two servers start in the time of one, and a run comparing them needs both."""
+        name = name or self.settings.backend
+        if name in SERVER_STARTED_HERE:
+            self._start_early(OTHER_ROLE[role], name)
+        return self._once(self._backend_key(role, name), lambda: self._load_backend(role, name))
+
+    def _backend_key(self, role: str, name: str) -> tuple[Any, ...]:
+        # keyed by role too: with --whisperq-backend=openai the base and the model have their own endpoints
+        return ("backend", name, self.resolved(role).path, role if name == "openai" else None)
+
+    def _load_backend(self, role: str, name: str) -> Backend:
         from dataclasses import replace
 
         from pytest_whisperq.backends import load_backend
-        from pytest_whisperq.models.processor_files import require_processor_files
 
         resolved = self.resolved(role)
-        if role == "base":  # the base is loaded only to be compared with: refuse a pair that cannot be
+        self._check_loadable(role, resolved)
+        started = self._starting.pop(self._backend_key(role, name), None)
+        if started is not None:
+            with progress.task(f"waiting for the {name} of {resolved.label}, started with the other's", delay=1.0):
+                while not wait([started], timeout=0.5).done:
+                    progress.advance(0)  # the elapsed time, on the live line
+            backend = started.result()
+        else:
+            backend = load_backend(resolved, replace(self.settings, backend=name), role, self.cache.root / "logs")
+        self._backends.append(backend)
+        return backend
+
+    def _check_loadable(self, role: str, resolved: ResolvedModel) -> None:
+        """What is checked before any backend loads a checkpoint, so that a library does not fail on it with a
+        traceback: the pair is comparable (the base is loaded only to be compared with), the processor files
+        exist and the tokenizer's JSON reads."""
+        from pytest_whisperq.models.processor_files import require_processor_files
+
+        if role == "base":
             self.require_comparable_pair()
-        name = name or self.settings.backend
-        settings = replace(self.settings, backend=name)
+        require_processor_files(resolved.path, resolved.label)
+        self.vocabulary(role)
 
-        def build() -> Backend:
-            # before a library fails on them with a traceback: the files exist, the tokenizer's JSON reads
-            require_processor_files(resolved.path, resolved.label)
-            self.vocabulary(role)
-            backend = load_backend(resolved, settings, role, self.cache.root / "logs")
-            self._backends.append(backend)
-            return backend
+    def _start_early(self, role: str, name: str) -> None:
+        """Start `role`'s server in a thread unless it is loaded, starting, the other role's own checkpoint, or
+        yet to be quantized."""
+        import threading
+        from dataclasses import replace
 
-        # keyed by role too: with --whisperq-backend=openai the base and the model have their own endpoints
-        return self._once(("backend", name, resolved.path, role if name == "openai" else None), build)
+        from pytest_whisperq.backends import load_backend
+
+        if self._resolved_key(role)[1] == "quantized" and self.resolved_if_loaded(role) is None:
+            return  # that role is made by quantizing: minutes of work this run may not need yet
+        try:
+            resolved = self.resolved(role)  # a path, or a download the run needs anyway
+            self._check_loadable(role, resolved)
+        except Exception:
+            return  # raised again by _load_backend, when the role is asked for
+        key = self._backend_key(role, name)
+        if key in self._memo or key in self._starting or key == self._backend_key(OTHER_ROLE[role], name):
+            return  # loaded, starting, or the same checkpoint as the other role (one server serves both)
+        settings, log_dir = replace(self.settings, backend=name), self.cache.root / "logs"
+        started: Future[Backend] = Future()
+
+        def start() -> None:
+            try:
+                with progress.silenced():
+                    started.set_result(load_backend(resolved, settings, role, log_dir))
+            except BaseException as error:  # kept for whoever asks for this backend, raised there
+                started.set_exception(error)
+
+        self._starting[key] = started
+        threading.Thread(target=start, name=f"whisperq-start-{role}", daemon=True).start()
 
     def require_comparable_pair(self) -> None:
         """The model's and the base's transcripts mean the same only with one architecture and one
@@ -149,7 +203,15 @@ class WhisperqSession:
 
     def close(self) -> None:
         """Release every backend (servers started here are stopped): called when pytest ends."""
+        from pytest_whisperq.backends.server import stop_all
+
         backends, self._backends = self._backends, []
+        starting, self._starting = list(self._starting.values()), {}
+        if any(not started.done() for started in starting):
+            stop_all()  # a server started early and never asked for: its start ends at once, with an error
+        for started in starting:
+            if started.exception(timeout=60) is None:
+                backends.append(started.result())
         for backend in backends:
             backend.close()
 

@@ -2,8 +2,8 @@
 
 The key is everything that decides a transcript: the checkpoint's content hash (weights, config,
 tokenizer: `cache.checkpoint_fingerprint`, as for the quantize cache), the evaluation data's content
-hash, the backend's decoding settings (device, dtype, batch size, language, greedy) and the versions
-of the libraries that run it. Change any of these and the entry is simply another one.
+hash, the backend's decoding settings (device, dtype, batch size, language, greedy), the versions
+of the libraries that run it and the plugin's own code that runs the backend. Change any of these and the entry is simply another one.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_whisperq.backends import Hypothesis
-from pytest_whisperq.cache import DEFINING_SUFFIXES, Cache, checkpoint_fingerprint, is_complete, package_versions
+from pytest_whisperq.cache import (DEFINING_SUFFIXES, Cache, checkpoint_fingerprint, is_complete, package_versions,
+                                   source_fingerprint)
 from pytest_whisperq.errors import CacheError
 from pytest_whisperq.models.tensors import PICKLE_SUFFIXES
 
@@ -24,15 +25,27 @@ if TYPE_CHECKING:
     from pytest_whisperq.data import Utterance
 
 TRANSCRIPTS_FILE = "transcripts.json"
-# Bump when decoding or post-processing code changes in a way the package version does not show
-# (an editable install keeps its version): old entries then stop matching.
+# Bump when the meaning of an entry changes in a way neither the versions nor the backend's code show.
 SCHEMA = 1
 LIBRARIES = ("pytest-whisperq", "torch", "transformers", "compressed-tensors", "tokenizers", "numpy")
+
+
+def backend_code(backend: Backend) -> str:
+    """The plugin's own code that turns audio into this backend's transcripts (the backend's classes' modules
+    and the audio handling): an edit makes the entries of that backend other ones, as the built-in converter's
+    and the quantizer's keys cover their source."""
+    import sys
+
+    package = Path(__file__).parent
+    modules = {Path(str(sys.modules[cls.__module__].__file__)).relative_to(package).as_posix()
+               for cls in type(backend).__mro__ if cls.__module__.startswith(f"{__package__}.")}
+    return source_fingerprint(package, tuple(sorted(modules | {"audio.py"})))
 
 
 def transcript_inputs(backend: Backend, data_fingerprint: str) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
+        "code": backend_code(backend),
         # pickled weights too: a checkpoint loaded with --whisperq-allow-pickle is defined by them
         "checkpoint": checkpoint_fingerprint(backend.model.path, DEFINING_SUFFIXES + PICKLE_SUFFIXES),
         "data": data_fingerprint,

@@ -27,6 +27,11 @@ else:  # started as vLLM's server module: `... --port N ...`, mode from the envi
     if PIDFILE:
         with open(PIDFILE, "a") as handle:
             handle.write(f"{os.getpid()}\n")
+    STARTS = os.environ.get("FAKE_SERVER_STARTS")  # when each server began, and for which model
+    if STARTS:
+        with open(STARTS, "a") as handle:
+            handle.write(f"{time.time()} {sys.argv[sys.argv.index('--model') + 1]}\n")
+    time.sleep(float(os.environ.get("FAKE_SERVER_STARTUP_SECONDS", "0")))  # loading a model, as vLLM does
 served = 0
 
 

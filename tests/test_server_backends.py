@@ -56,6 +56,43 @@ def test_vllm_server_backend_starts_serves_and_stops_with_the_session(pytester, 
     assert gone(pid), "the server outlived the pytest session"
 
 
+BOTH_ROLES = """
+from pytest_whisperq.data import silence_clips
+
+def test_base(whisperq_base, whisperq_transcribe):
+    assert len(whisperq_transcribe(whisperq_base, silence_clips())) == len(silence_clips())
+
+def test_model(whisperq_model, whisperq_transcribe):
+    assert len(whisperq_transcribe(whisperq_model, silence_clips())) == len(silence_clips())
+"""
+
+
+@pytest.mark.parametrize("selected", ["base and model", "base alone"])
+def test_base_and_model_servers_start_together_and_all_stop(pytester, fake_vllm_python, whisper_tiny_en_dir, tmp_path,
+                                                           monkeypatch, selected):
+    """Two checkpoints on vllm-server: asking for the base starts the model's server too, in the background,
+    so both load at once (a server takes a minute or more to start); one started early and never asked
+    for (only the base's test selected) is stopped with the rest."""
+    import shutil
+
+    model = shutil.copytree(whisper_tiny_en_dir, tmp_path / "whisper-tiny.en-copy")
+    pidfile, starts = tmp_path / "pids", tmp_path / "starts"
+    monkeypatch.setenv("FAKE_SERVER_PIDFILE", str(pidfile))
+    monkeypatch.setenv("FAKE_SERVER_STARTS", str(starts))
+    monkeypatch.setenv("FAKE_SERVER_STARTUP_SECONDS", "5")
+    pytester.makepyfile(BOTH_ROLES)
+    result = pytester.runpytest_subprocess(
+        f"--whisperq-model={model}", "--whisperq-base=whisper-tiny.en", f"--whisperq-cache-dir={whisper_tiny_en_dir.parents[1]}",
+        "-p", "no:cacheprovider", "--whisperq-backend=vllm-server", f"--whisperq-vllm-python={fake_vllm_python}",
+        *(["-k", "not test_model"] if selected == "base alone" else []))
+    result.assert_outcomes(passed=2 if selected == "base and model" else 1)
+    began = {Path(line.split()[1]).name: float(line.split()[0]) for line in starts.read_text().splitlines()}
+    assert set(began) == {whisper_tiny_en_dir.name, model.name}, began
+    assert abs(began[model.name] - began[whisper_tiny_en_dir.name]) < 5, "the second server waited for the first"
+    for pid in (int(line) for line in pidfile.read_text().split()):
+        assert gone(pid), "a server outlived the pytest session"
+
+
 def test_a_vllm_server_that_cannot_start_fails_the_tests_with_its_log(pytester, fake_vllm_python, whisper_tiny_en_dir,
                                                                       monkeypatch):
     monkeypatch.setenv("FAKE_SERVER_MODE", "exit")

@@ -65,7 +65,10 @@ class ServerProcess:
 
         deadline = time.monotonic() + self.startup_timeout
         while True:
-            code = self.process.poll() if self.process else None
+            process = self.process
+            if process is None:  # stopped from another thread (the run ended while it was starting)
+                raise BackendError(f"{self.name} was stopped before it was ready")
+            code = process.poll()
             if code is not None:
                 raise BackendError(f"{self.name} exited with status {code} before it was ready; "
                                    f"its log ({self.log_path}) ends with:\n{self.tail()}")
@@ -125,7 +128,10 @@ class ServerProcess:
         return ("\n".join(text.splitlines()[-lines:]) or "(empty log)") + (self.explain(text) if self.explain else "")
 
 
-@atexit.register
-def _stop_all() -> None:  # a last resort: the session stops its servers itself
+def stop_all(grace: float = 2.0) -> None:
+    """Stop every server this process started and has not stopped (one still starting included)."""
     for server in list(_LIVE):
-        server.stop(grace=2.0)
+        server.stop(grace=grace)
+
+
+atexit.register(stop_all)  # a last resort: the session stops its servers itself
