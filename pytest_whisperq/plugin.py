@@ -135,6 +135,21 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         raise pytest.UsageError(NO_MODEL_MESSAGE)
 
 
+# the fixtures that load a role on a backend (their dependents carry them in their fixture closure)
+BACKEND_FIXTURES = {"base": ("whisperq_base", "whisperq_throughput_rounds", "whisperq_detected_languages"),
+                    "model": ("whisperq_model", "whisperq_throughput_rounds", "whisperq_detected_languages",
+                              "whisperq_agreement_transcripts")}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Which roles the selected tests (after -k, -m and the deselections above) load on a backend: a server
+    started early for the other role is worth it only when some test needs it."""
+    state = session.config.stash.get(SESSION_KEY, None)
+    if state is not None:
+        state.roles_on_backends = {role for role, fixtures in BACKEND_FIXTURES.items()
+                                   if any(set(fixtures) & set(getattr(item, "fixturenames", ())) for item in session.items)}
+
+
 def _uses_whisperq(item: pytest.Item) -> bool:
     return any(name.startswith("whisperq_") for name in getattr(item, "fixturenames", ()))
 

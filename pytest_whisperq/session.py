@@ -48,6 +48,7 @@ class WhisperqSession:
         self._memo: dict[Any, Any] = {}
         self._backends: list[Backend] = []
         self._starting: dict[Any, Future[Backend]] = {}  # servers started early, in a thread (see backend())
+        self.roles_on_backends: set[str] | None = None  # the roles the selected tests transcribe with (None: unknown)
         self.skipped: list[tuple[str, str]] = []  # (test, reason): whisperq tests that did not run
         self.failed_tests: set[str] = set()  # whisperq tests pytest reported failed or errored
         self.notes: list[str] = []  # what the run chose not to check, and why (printed at the end)
@@ -148,13 +149,15 @@ class WhisperqSession:
         self.vocabulary(role)
 
     def _start_early(self, role: str, name: str) -> None:
-        """Start `role`'s server in a thread unless it is loaded, starting, the other role's own checkpoint, or
-        yet to be quantized."""
+        """Start `role`'s server in a thread unless no selected test needs it, or it is loaded, starting, the other
+        role's own checkpoint, or yet to be quantized."""
         import threading
         from dataclasses import replace
 
         from pytest_whisperq.backends import load_backend
 
+        if self.roles_on_backends is not None and role not in self.roles_on_backends:
+            return  # no selected test transcribes with it (e.g. -k agreement: the model alone)
         if self._resolved_key(role)[1] == "quantized" and self.resolved_if_loaded(role) is None:
             return  # that role is made by quantizing: minutes of work this run may not need yet
         try:

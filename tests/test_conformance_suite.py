@@ -105,7 +105,9 @@ def test_scales_perturbed_on_purpose_pass_the_format_checks_but_fail_accuracy_an
                                                                                         tmp_path):
     """Every weight_scale x1.3: each layer's error grows alike (worst 0.555), so the per-layer format check,
     relative to the median layer, cannot see it. The model is wrecked (measured: WER 100%, transcripts
-    like '喂'); the accuracy and sanity tests must say so, each with the utterances."""
+    like '喂'); the accuracy and sanity tests must say so, each with the utterances. The first 100 utterances
+    (95 real, 5 synthetic) are plenty to show it: a wrecked model decodes slowly, so the whole data set would
+    cost minutes on a cold cache for nothing more."""
     import numpy as np
     from checkpoint_factory import edited_copy
 
@@ -114,14 +116,15 @@ def test_scales_perturbed_on_purpose_pass_the_format_checks_but_fail_accuracy_an
             tensors[name] = (tensors[name].astype(np.float32) * 1.3).astype(np.float16)
 
     worse = edited_copy(whisper_base_w4a16, tmp_path / "scales-x1.3", scale_up)
-    result = run_suite(f"--whisperq-model={worse}", "-k", "not throughput")
+    result = run_suite(f"--whisperq-model={worse}", "--whisperq-data-limit=100", "-k", "not throughput")
     outcomes = result.parseoutcomes()
-    # 13 format tests pass; accuracy (2) and four sanity properties fail; loops and silence depend on how
-    # often the wrecked model happens to loop or talk beyond the base, so they are not pinned here
-    assert outcomes.get("failed", 0) >= 6 and outcomes.get("passed", 0) >= 13 and outcomes["deselected"] == 4
+    # 13 format tests pass; accuracy (2), four sanity properties and long-form (no long files in the first 100)
+    # fail; loops and silence depend on how often the wrecked model happens to loop or talk beyond the base,
+    # so they are not pinned here
+    assert outcomes.get("failed", 0) >= 7 and outcomes.get("passed", 0) >= 13 and outcomes["deselected"] == 4
     result.stdout.fnmatch_lines_random([
         "FAIL wer_delta[[]real[]]: observed * points, limit 0.5 points, interval [[]+*, +*[]]*",
-        "  base WER *% (*/2253 words), model WER *% (*/2253), delta +* points on 221 utterances; FAIL: shown beyond*",
+        "  base WER *% (*/* words), model WER *% (*/*), delta +* points on 95 utterances; FAIL: shown beyond*",
         "  - * (*): +* errors (* -> * of * words) | ref: * | base: * | model: *",
         "FAIL non_empty_transcripts: observed * points, limit 2 points*",
         "FAIL language[[]en[]]: observed * points, limit 2 points*",

@@ -57,22 +57,25 @@ def test_vllm_server_backend_starts_serves_and_stops_with_the_session(pytester, 
 
 
 BOTH_ROLES = """
+import os
+
 from pytest_whisperq.data import silence_clips
 
 def test_base(whisperq_base, whisperq_transcribe):
     assert len(whisperq_transcribe(whisperq_base, silence_clips())) == len(silence_clips())
+    assert not os.environ.get("FAIL_THE_BASE_TEST"), "failed on purpose"
 
 def test_model(whisperq_model, whisperq_transcribe):
     assert len(whisperq_transcribe(whisperq_model, silence_clips())) == len(silence_clips())
 """
 
 
-@pytest.mark.parametrize("selected", ["base and model", "base alone"])
+@pytest.mark.parametrize("case", ["both", "the model alone", "stopped at the first failure"])
 def test_base_and_model_servers_start_together_and_all_stop(pytester, fake_vllm_python, whisper_tiny_en_dir, tmp_path,
-                                                           monkeypatch, selected):
+                                                           monkeypatch, case):
     """Two checkpoints on vllm-server: asking for the base starts the model's server too, in the background,
-    so both load at once (a server takes a minute or more to start); one started early and never asked
-    for (only the base's test selected) is stopped with the rest."""
+    so both load at once (a server takes a minute or more to start); not when no selected test needs the
+    other role; and one started early but never asked for (-x stopped the run first) is stopped with the rest."""
     import shutil
 
     model = shutil.copytree(whisper_tiny_en_dir, tmp_path / "whisper-tiny.en-copy")
@@ -80,15 +83,21 @@ def test_base_and_model_servers_start_together_and_all_stop(pytester, fake_vllm_
     monkeypatch.setenv("FAKE_SERVER_PIDFILE", str(pidfile))
     monkeypatch.setenv("FAKE_SERVER_STARTS", str(starts))
     monkeypatch.setenv("FAKE_SERVER_STARTUP_SECONDS", "5")
+    args = {"both": [], "the model alone": ["-k", "test_model"], "stopped at the first failure": ["-x"]}[case]
+    if case == "stopped at the first failure":
+        monkeypatch.setenv("FAIL_THE_BASE_TEST", "1")
     pytester.makepyfile(BOTH_ROLES)
     result = pytester.runpytest_subprocess(
         f"--whisperq-model={model}", "--whisperq-base=whisper-tiny.en", f"--whisperq-cache-dir={whisper_tiny_en_dir.parents[1]}",
-        "-p", "no:cacheprovider", "--whisperq-backend=vllm-server", f"--whisperq-vllm-python={fake_vllm_python}",
-        *(["-k", "not test_model"] if selected == "base alone" else []))
-    result.assert_outcomes(passed=2 if selected == "base and model" else 1)
+        "-p", "no:cacheprovider", "--whisperq-backend=vllm-server", f"--whisperq-vllm-python={fake_vllm_python}", *args)
     began = {Path(line.split()[1]).name: float(line.split()[0]) for line in starts.read_text().splitlines()}
-    assert set(began) == {whisper_tiny_en_dir.name, model.name}, began
-    assert abs(began[model.name] - began[whisper_tiny_en_dir.name]) < 5, "the second server waited for the first"
+    if case == "the model alone":
+        result.assert_outcomes(passed=1, deselected=1)
+        assert set(began) == {model.name}, began
+    else:
+        result.assert_outcomes(**({"passed": 2} if case == "both" else {"failed": 1}))
+        assert set(began) == {whisper_tiny_en_dir.name, model.name}, began
+        assert abs(began[model.name] - began[whisper_tiny_en_dir.name]) < 5, "the second server waited for the first"
     for pid in (int(line) for line in pidfile.read_text().split()):
         assert gone(pid), "a server outlived the pytest session"
 
