@@ -145,7 +145,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Which roles the selected tests (after -k, -m and the deselections above) load on a backend: a server
     started early for the other role is worth it only when some test needs it."""
     state = session.config.stash.get(SESSION_KEY, None)
-    if state is not None:
+    if state is not None and hasattr(session.config, "workerinput"):
+        state.roles_on_backends = set()  # an xdist worker sees every selected item, not its share: start nothing early
+    elif state is not None:
         state.roles_on_backends = {role for role, fixtures in BACKEND_FIXTURES.items()
                                    if any(set(fixtures) & set(getattr(item, "fixturenames", ())) for item in session.items)}
 

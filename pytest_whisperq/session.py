@@ -14,6 +14,7 @@ from pytest_whisperq.settings import Settings
 
 if TYPE_CHECKING:
     from pytest_whisperq.backends import Backend, Hypothesis
+    from pytest_whisperq.backends.server import StartGroup
     from pytest_whisperq.checks.fidelity import LayerError, Tolerance
     from pytest_whisperq.checks.quant_config import Scheme
     from pytest_whisperq.checks.throughput import Rounds, Throughput
@@ -28,6 +29,7 @@ T = TypeVar("T")
 
 SERVER_STARTED_HERE = ("vllm-server",)  # backends whose loading is a server's start: worth starting both at once
 OTHER_ROLE = {"model": "base", "base": "model"}
+STOP_WAIT_SECONDS = 30.0  # for a background start to end once cancelled
 
 NO_MODEL_MESSAGE = (
     "no model under test: pass --whisperq-model=PATH_OR_ID (a local checkpoint directory, "
@@ -47,7 +49,7 @@ class WhisperqSession:
         self.results: list[tuple[str, CheckResult]] = []
         self._memo: dict[Any, Any] = {}
         self._backends: list[Backend] = []
-        self._starting: dict[Any, Future[Backend]] = {}  # servers started early, in a thread (see backend())
+        self._starting: dict[Any, tuple[Future[Backend], StartGroup]] = {}  # servers started early (see backend())
         self.roles_on_backends: set[str] | None = None  # the roles the selected tests transcribe with (None: unknown)
         self.skipped: list[tuple[str, str]] = []  # (test, reason): whisperq tests that did not run
         self.failed_tests: set[str] = set()  # whisperq tests pytest reported failed or errored
@@ -111,7 +113,7 @@ class WhisperqSession:
         server here also starts the other role's, at once and in the background, when that role's checkpoint is
         already at hand: two servers start in the time of one, and a run comparing them needs both."""
         name = name or self.settings.backend
-        if name in SERVER_STARTED_HERE:
+        if name in SERVER_STARTED_HERE and name == self.settings.backend:  # not for an agreement backend: model only
             self._start_early(OTHER_ROLE[role], name)
         return self._once(self._backend_key(role, name), lambda: self._load_backend(role, name))
 
@@ -126,11 +128,13 @@ class WhisperqSession:
 
         resolved = self.resolved(role)
         self._check_loadable(role, resolved)
-        started = self._starting.pop(self._backend_key(role, name), None)
-        if started is not None:
+        key = self._backend_key(role, name)
+        if key in self._starting:
+            started, _ = self._starting[key]
             with progress.task(f"waiting for the {name} of {resolved.label}, started with the other's", delay=1.0):
                 while not wait([started], timeout=0.5).done:
                     progress.advance(0)  # the elapsed time, on the live line
+            del self._starting[key]  # only once done: interrupted before, close() stops it
             backend = started.result()
         else:
             backend = load_backend(resolved, replace(self.settings, backend=name), role, self.cache.root / "logs")
@@ -155,6 +159,7 @@ class WhisperqSession:
         from dataclasses import replace
 
         from pytest_whisperq.backends import load_backend
+        from pytest_whisperq.backends.server import StartGroup, starting_in
 
         if self.roles_on_backends is not None and role not in self.roles_on_backends:
             return  # no selected test transcribes with it (e.g. -k agreement: the model alone)
@@ -170,15 +175,16 @@ class WhisperqSession:
             return  # loaded, starting, or the same checkpoint as the other role (one server serves both)
         settings, log_dir = replace(self.settings, backend=name), self.cache.root / "logs"
         started: Future[Backend] = Future()
+        group = StartGroup()
 
         def start() -> None:
             try:
-                with progress.silenced():
+                with progress.silenced(), starting_in(group):
                     started.set_result(load_backend(resolved, settings, role, log_dir))
             except BaseException as error:  # kept for whoever asks for this backend, raised there
                 started.set_exception(error)
 
-        self._starting[key] = started
+        self._starting[key] = (started, group)
         threading.Thread(target=start, name=f"whisperq-start-{role}", daemon=True).start()
 
     def require_comparable_pair(self) -> None:
@@ -205,18 +211,24 @@ class WhisperqSession:
         return None if chosen == "none" else chosen  # the run's own backend is refused with the settings
 
     def close(self) -> None:
-        """Release every backend (servers started here are stopped): called when pytest ends."""
-        from pytest_whisperq.backends.server import stop_all
-
+        """Release every backend (servers started here are stopped): called when pytest ends. A server still
+        starting in the background (never asked for, or the run was interrupted) is stopped, and its start ends."""
         backends, self._backends = self._backends, []
         starting, self._starting = list(self._starting.values()), {}
-        if any(not started.done() for started in starting):
-            stop_all()  # a server started early and never asked for: its start ends at once, with an error
-        for started in starting:
-            if started.exception(timeout=60) is None:
-                backends.append(started.result())
-        for backend in backends:
-            backend.close()
+        try:
+            for started, group in starting:
+                if not started.done():
+                    group.stop()  # its wait for health ends at once; a start not yet launched never launches
+            for started, group in starting:
+                try:
+                    failed = started.exception(timeout=STOP_WAIT_SECONDS) is not None
+                except TimeoutError:  # still asking its python for versions: cancelled, it starts nothing
+                    continue
+                if not failed:
+                    backends.append(started.result())
+        finally:
+            for backend in backends:
+                backend.close()
 
     # --- checkpoint format ----------------------------------------------------------------
     def tensors(self, role: str) -> CheckpointTensors:

@@ -30,22 +30,19 @@ SCHEMA = 1
 LIBRARIES = ("pytest-whisperq", "torch", "transformers", "compressed-tensors", "tokenizers", "numpy")
 
 
-def backend_code(backend: Backend) -> str:
-    """The plugin's own code that turns audio into this backend's transcripts (the backend's classes' modules
-    and the audio handling): an edit makes the entries of that backend other ones, as the built-in converter's
-    and the quantizer's keys cover their source."""
-    import sys
-
+def backend_code() -> str:
+    """The plugin's own code that turns audio into transcripts (every backend module, the audio handling, the
+    text joining long-form windows): an edit makes the entries other ones, as the built-in converter's and
+    the quantizer's keys cover their source."""
     package = Path(__file__).parent
-    modules = {Path(str(sys.modules[cls.__module__].__file__)).relative_to(package).as_posix()
-               for cls in type(backend).__mro__ if cls.__module__.startswith(f"{__package__}.")}
-    return source_fingerprint(package, tuple(sorted(modules | {"audio.py"})))
+    modules = sorted(path.relative_to(package).as_posix() for path in (package / "backends").glob("*.py"))
+    return source_fingerprint(package, (*modules, "audio.py", "text.py"))
 
 
 def transcript_inputs(backend: Backend, data_fingerprint: str) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
-        "code": backend_code(backend),
+        "code": backend_code(),
         # pickled weights too: a checkpoint loaded with --whisperq-allow-pickle is defined by them
         "checkpoint": checkpoint_fingerprint(backend.model.path, DEFINING_SUFFIXES + PICKLE_SUFFIXES),
         "data": data_fingerprint,

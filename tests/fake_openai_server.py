@@ -27,11 +27,17 @@ else:  # started as vLLM's server module: `... --port N ...`, mode from the envi
     if PIDFILE:
         with open(PIDFILE, "a") as handle:
             handle.write(f"{os.getpid()}\n")
-    STARTS = os.environ.get("FAKE_SERVER_STARTS")  # when each server began, and for which model
+    STARTS = os.environ.get("FAKE_SERVER_STARTS")  # "began|ready TIME MODEL" lines, one of each per server
+    MODEL = sys.argv[sys.argv.index("--model") + 1]
     if STARTS:
         with open(STARTS, "a") as handle:
-            handle.write(f"{time.time()} {sys.argv[sys.argv.index('--model') + 1]}\n")
-    time.sleep(float(os.environ.get("FAKE_SERVER_STARTUP_SECONDS", "0")))  # loading a model, as vLLM does
+            handle.write(f"began {time.time()} {MODEL}\n")
+    # loading a model, as vLLM does (FAKE_SERVER_SLOW_MODEL: a directory name whose server takes a minute)
+    slow = os.environ.get("FAKE_SERVER_SLOW_MODEL") and MODEL.endswith(os.environ["FAKE_SERVER_SLOW_MODEL"])
+    time.sleep(60.0 if slow else float(os.environ.get("FAKE_SERVER_STARTUP_SECONDS", "0")))
+    if STARTS:
+        with open(STARTS, "a") as handle:
+            handle.write(f"ready {time.time()} {MODEL}\n")
 served = 0
 
 

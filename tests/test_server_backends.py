@@ -75,29 +75,38 @@ def test_base_and_model_servers_start_together_and_all_stop(pytester, fake_vllm_
                                                            monkeypatch, case):
     """Two checkpoints on vllm-server: asking for the base starts the model's server too, in the background,
     so both load at once (a server takes a minute or more to start); not when no selected test needs the
-    other role; and one started early but never asked for (-x stopped the run first) is stopped with the rest."""
+    other role; and one still starting when -x ends the run is stopped, not waited for."""
     import shutil
 
     model = shutil.copytree(whisper_tiny_en_dir, tmp_path / "whisper-tiny.en-copy")
     pidfile, starts = tmp_path / "pids", tmp_path / "starts"
     monkeypatch.setenv("FAKE_SERVER_PIDFILE", str(pidfile))
     monkeypatch.setenv("FAKE_SERVER_STARTS", str(starts))
-    monkeypatch.setenv("FAKE_SERVER_STARTUP_SECONDS", "5")
+    monkeypatch.setenv("FAKE_SERVER_STARTUP_SECONDS", "3")
     args = {"both": [], "the model alone": ["-k", "test_model"], "stopped at the first failure": ["-x"]}[case]
     if case == "stopped at the first failure":
         monkeypatch.setenv("FAIL_THE_BASE_TEST", "1")
+        monkeypatch.setenv("FAKE_SERVER_SLOW_MODEL", model.name)  # still loading when the base's test fails
     pytester.makepyfile(BOTH_ROLES)
     result = pytester.runpytest_subprocess(
         f"--whisperq-model={model}", "--whisperq-base=whisper-tiny.en", f"--whisperq-cache-dir={whisper_tiny_en_dir.parents[1]}",
         "-p", "no:cacheprovider", "--whisperq-backend=vllm-server", f"--whisperq-vllm-python={fake_vllm_python}", *args)
-    began = {Path(line.split()[1]).name: float(line.split()[0]) for line in starts.read_text().splitlines()}
+    events = [line.split() for line in starts.read_text().splitlines()]
+    began = [(float(t), Path(m).name) for what, t, m in events if what == "began"]
+    ready = {Path(m).name: float(t) for what, t, m in events if what == "ready"}
+    base = whisper_tiny_en_dir.name
     if case == "the model alone":
         result.assert_outcomes(passed=1, deselected=1)
-        assert set(began) == {model.name}, began
+        assert [name for _, name in began] == [model.name], events
     else:
-        result.assert_outcomes(**({"passed": 2} if case == "both" else {"failed": 1}))
-        assert set(began) == {whisper_tiny_en_dir.name, model.name}, began
-        assert abs(began[model.name] - began[whisper_tiny_en_dir.name]) < 5, "the second server waited for the first"
+        assert sorted(name for _, name in began) == sorted([base, model.name]), events  # each server once
+        began_at = dict((name, t) for t, name in began)
+        assert began_at[model.name] < ready[base], "the model's server waited for the base's to be ready"
+    if case == "both":
+        result.assert_outcomes(passed=2)
+    if case == "stopped at the first failure":
+        result.assert_outcomes(failed=1)
+        assert model.name not in ready, "the run waited for a server nobody asked for"
     for pid in (int(line) for line in pidfile.read_text().split()):
         assert gone(pid), "a server outlived the pytest session"
 

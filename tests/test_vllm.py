@@ -141,6 +141,12 @@ def test_vllm_server_gates_a_checkpoint_against_the_base(pytester, vllm_python, 
         "--whisperq-rounds=3", "--whisperq-min-throughput-ratio=0.3", "-k", SUITE))
     assert not vllm_servers(), "the vLLM server outlived the pytest run"
     run = json.loads(report.read_text())
+    # every selected test ran to a result; only agreement may fail (no limit for bfloat16 W4A16 on vLLM vs
+    # transformers is set yet: measured 5.7% here, differing on the long files' windows and on French)
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 5 and not outcomes.get("errors"), outcomes
+    assert {c["name"] for c in run["checks"] if c["outcome"] == "fail"} <= {"backends_agree[vllm-server]"}, \
+        result.stdout.str()[-3000:]
     check_long_form_and_french(run, long_english=1)
     check_engine_recorded(run, "vllm-server")
     agreement = outcome(run, "backends_agree[vllm-server]")
@@ -217,6 +223,7 @@ def test_in_process_vllm_runs_the_suite_and_agreement_catches_a_head_it_does_not
         whisper_base_dir.parents[1], untied_head, whisper_base_dir, data, report, "--whisperq-backend=vllm",
         "--whisperq-dtype=float32", f"--whisperq-requests={REQUESTS}", "-k", SUITE))
     run = json.loads(report.read_text())
+    result.assert_outcomes(passed=4, failed=1)  # the agreement test alone fails
     check_long_form_and_french(run, long_english=1)
     check_engine_recorded(run, "vllm")
     for row in run["utterances"]:
@@ -250,13 +257,18 @@ def only_articles_differ(evidence: str) -> bool:
 def test_in_process_vllm_backend_on_the_w4a16_checkpoint(pytester, vllm_python, whisper_base_w4a16, whisper_base_dir,
                                                          tmp_path):
     """W4A16 in bfloat16 in-process: transcribed where vLLM has the INT4 kernel (AVX-512), its WER under the
-    ceiling; otherwise the error says why, with vLLM's version."""
+    ceiling and its agreement with transformers measured (not limited: see above); otherwise the error says
+    why, with vLLM's version."""
     data, report = mixed_data(tmp_path / "data", english=4), tmp_path / "run.json"
     result = run_in_vllm_env(pytester, vllm_python, *suite_args(
         whisper_base_dir.parents[1], whisper_base_w4a16, whisper_base_dir, data, report, "--whisperq-backend=vllm",
-        "--whisperq-dtype=bfloat16", "-k", "wer_under_ceiling"))
+        "--whisperq-dtype=bfloat16", "-k", "wer_under_ceiling or agreement"))
     if avx512():
-        result.stdout.fnmatch_lines(["* wer[[]real[]] *% [[]*[]] (limit 15.0%)*"])
+        outcomes = result.parseoutcomes()
+        assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 2 and not outcomes.get("errors"), outcomes
+        result.stdout.fnmatch_lines(["* wer[[]real[]] *% [[]*[]] (limit 15.0%)*",
+                                     "* backends_agree[[]vllm[]] *% (limit 2.0%)*"])
+        assert outcome(json.loads(report.read_text()), "wer[real]")["outcome"] != "fail"
         assert run_wer(report) < 15
     else:
         assert result.ret == 1, result.stdout.str()[-3000:]

@@ -13,9 +13,12 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from pytest_whisperq import progress
@@ -24,6 +27,32 @@ from pytest_whisperq.errors import BackendError
 LOOPBACK = "127.0.0.1"
 _EXCEPTION_LINE = re.compile(r"\b[A-Z]\w*(Error|Exception)\b:")
 _LIVE: weakref.WeakSet[ServerProcess] = weakref.WeakSet()
+
+
+class StartGroup:
+    """The servers started inside `starting_in(group)` (a start in a background thread), so that another
+    thread can stop them and keep the group from starting any more."""
+
+    def __init__(self) -> None:
+        self.servers: list[ServerProcess] = []
+        self.cancelled = threading.Event()
+
+    def stop(self) -> None:
+        self.cancelled.set()
+        for server in list(self.servers):
+            server.stop(grace=2.0)
+
+
+_GROUP: ContextVar[StartGroup | None] = ContextVar("whisperq_server_group", default=None)
+
+
+@contextmanager
+def starting_in(group: StartGroup) -> Iterator[None]:
+    token = _GROUP.set(group)
+    try:
+        yield
+    finally:
+        _GROUP.reset(token)
 
 
 def free_port() -> int:
@@ -48,6 +77,11 @@ class ServerProcess:
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
+        group = _GROUP.get()
+        if group is not None:
+            if group.cancelled.is_set():
+                raise BackendError(f"{self.name} was not started: the run ended first")
+            group.servers.append(self)  # before Popen: a stop from another thread from now on reaches it
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             try:
@@ -58,6 +92,8 @@ class ServerProcess:
             except OSError as error:
                 raise BackendError(f"{self.name}: could not run {self.command[0]}: {error}") from None
         _LIVE.add(self)
+        if group is not None and group.cancelled.is_set():  # stopped while it was being launched
+            self.stop(grace=2.0)
         self.wait_ready()
 
     def wait_ready(self) -> None:

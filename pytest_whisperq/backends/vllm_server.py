@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from pytest_whisperq.settings import Settings
 
 SERVED_NAME = "whisper"
+_GPU_STARTS = threading.Lock()
 
 
 def vllm_python(settings: Settings) -> Path:
@@ -112,7 +115,10 @@ def start_vllm_server(model: ResolvedModel, settings: Settings, log_dir: Path) -
         f"http://{LOOPBACK}:{port}/health", log_dir / f"vllm-{safe_name(model.path.name)}-{port}.log", env=env,
         startup_timeout=settings.startup_timeout, explain=explain,
     )
-    with progress.task(f"starting the vLLM server for {model.label}"):
+    # on a GPU one at a time: vLLM sizes its KV cache from the memory free while it starts, so a second
+    # server loading beside it would take the first's memory for its own (on CPU, they start at once)
+    with _GPU_STARTS if platform["device"] != "cpu" else nullcontext(), \
+            progress.task(f"starting the vLLM server for {model.label}"):
         server.start()
     return VllmServerBackend(model, f"http://{LOOPBACK}:{port}/v1", SERVED_NAME, concurrency=settings.concurrency,
                              request_timeout=settings.request_timeout, server=server, dtype=dtype, engine=engine)
