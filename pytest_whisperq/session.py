@@ -121,11 +121,14 @@ class WhisperqSession:
         # keyed by role too: with --whisperq-backend=openai the base and the model have their own endpoints
         return ("backend", name, self.resolved(role).path, role if name == "openai" else None)
 
-    def _load_backend(self, role: str, name: str) -> Backend:
+    def _new_backend(self, resolved: ResolvedModel, role: str, name: str) -> Backend:
         from dataclasses import replace
 
         from pytest_whisperq.backends import load_backend
 
+        return load_backend(resolved, replace(self.settings, backend=name), role, self.cache.root / "logs")
+
+    def _load_backend(self, role: str, name: str) -> Backend:
         resolved = self.resolved(role)
         self._check_loadable(role, resolved)
         key = self._backend_key(role, name)
@@ -137,7 +140,7 @@ class WhisperqSession:
             del self._starting[key]  # only once done: interrupted before, close() stops it
             backend = started.result()
         else:
-            backend = load_backend(resolved, replace(self.settings, backend=name), role, self.cache.root / "logs")
+            backend = self._new_backend(resolved, role, name)
         self._backends.append(backend)
         return backend
 
@@ -156,9 +159,7 @@ class WhisperqSession:
         """Start `role`'s server in a thread unless no selected test needs it, or it is loaded, starting, the other
         role's own checkpoint, or yet to be quantized."""
         import threading
-        from dataclasses import replace
 
-        from pytest_whisperq.backends import load_backend
         from pytest_whisperq.backends.server import StartGroup, starting_in
 
         if self.roles_on_backends is not None and role not in self.roles_on_backends:
@@ -173,14 +174,13 @@ class WhisperqSession:
         key = self._backend_key(role, name)
         if key in self._memo or key in self._starting or key == self._backend_key(OTHER_ROLE[role], name):
             return  # loaded, starting, or the same checkpoint as the other role (one server serves both)
-        settings, log_dir = replace(self.settings, backend=name), self.cache.root / "logs"
         started: Future[Backend] = Future()
         group = StartGroup()
 
         def start() -> None:
             try:
                 with progress.silenced(), starting_in(group):
-                    started.set_result(load_backend(resolved, settings, role, log_dir))
+                    started.set_result(self._new_backend(resolved, role, name))
             except BaseException as error:  # kept for whoever asks for this backend, raised there
                 started.set_exception(error)
 
