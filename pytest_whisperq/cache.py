@@ -156,6 +156,14 @@ class Cache:
                 raise
         return final
 
+    def store_dir(self, kind: str, name: str, inputs: Any) -> Path:
+        """An entry that grows: its directory exists (with its manifest) from the first call, and its items are
+        files each written atomically by whoever makes them, so a reader trusts every item it finds."""
+        final = self.entry_dir(kind, name, inputs)
+        if not is_complete(final):
+            self.get_or_build(kind, name, inputs, lambda directory: None)
+        return final
+
 
 def is_complete(entry: Path) -> bool:
     return (entry / MANIFEST_NAME).is_file()

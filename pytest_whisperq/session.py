@@ -39,6 +39,15 @@ NO_MODEL_MESSAGE = (
 )
 
 
+def transcript_origin(count: int, reused: int) -> str:
+    """Where a run's transcripts came from, for the summary."""
+    if reused == count:
+        return "reused from the cache (same weights, audio, decoding, versions)"
+    if reused == 0:
+        return "transcribed"
+    return f"({reused} reused from the cache, {count - reused} transcribed)"
+
+
 class WhisperqSession:
     """One per pytest run. Expensive things are built on first use and remembered,
     failures included, so twenty tests do not load a broken checkpoint twenty times."""
@@ -54,7 +63,7 @@ class WhisperqSession:
         self.skipped: list[tuple[str, str]] = []  # (test, reason): whisperq tests that did not run
         self.failed_tests: set[str] = set()  # whisperq tests pytest reported failed or errored
         self.notes: list[str] = []  # what the run chose not to check, and why (printed at the end)
-        self.transcript_sources: dict[tuple[str, str], tuple[int, bool]] = {}  # (path, data) -> (count, reused)
+        self.transcript_sources: dict[tuple[str, str, str], tuple[int, int]] = {}  # (path, backend, data) -> (count, reused)
 
     def _once(self, key: Any, build: Callable[[], T]) -> T:
         if key not in self._memo:
@@ -296,20 +305,23 @@ class WhisperqSession:
         return self._once("normalizer", build)
 
     def transcribe(self, backend: Backend, utterances: Sequence[Utterance]) -> list[Hypothesis]:
-        """The backend's transcripts: once a run, and from the content-keyed cache when an
-        identical earlier run made them (noted for the summary, never silent)."""
+        """The backend's transcripts: once a run, and from the content-keyed cache for every utterance an
+        identical transcriber already made (noted for the summary, never silent)."""
         from pytest_whisperq.data import dataset_fingerprint
         from pytest_whisperq.transcript_cache import cached_transcribe
 
         fingerprint = dataset_fingerprint(utterances)
 
+        def with_progress(todo: Sequence[Utterance]) -> list[Hypothesis]:
+            with progress.task(f"transcribing with {backend.model.label} ({backend.name})", total=len(todo),
+                               unit="utterances", delay=1.0):
+                return backend.transcribe(todo)
+
         def build() -> list[Hypothesis]:
-            with progress.task(f"transcribing with {backend.model.label} ({backend.name})", total=len(utterances),
-                               unit="utterances", delay=1.0):  # silent when the cache has them
-                if not getattr(backend, "cacheable", False):
-                    hypotheses, reused = backend.transcribe(utterances), False
-                else:
-                    hypotheses, reused = cached_transcribe(self.cache, backend, utterances, fingerprint)
+            if getattr(backend, "cacheable", False):
+                hypotheses, reused = cached_transcribe(self.cache, backend, utterances, with_progress)
+            else:
+                hypotheses, reused = with_progress(utterances), 0
             self.transcript_sources[(str(backend.model.path), backend.name, fingerprint)] = (len(utterances), reused)
             return hypotheses
 
@@ -467,8 +479,7 @@ class WhisperqSession:
                 lines.append(f"{role}: {memo[1].label}")
                 for (path, backend, _), (count, reused) in self.transcript_sources.items():
                     if path == str(memo[1].path):
-                        how = "reused from the cache (same weights, data, decoding, versions)" if reused else "transcribed"
-                        lines.append(f"  {count} utterances {how} ({backend})")
+                        lines.append(f"  {count} utterances {transcript_origin(count, reused)} ({backend})")
         return lines
 
 

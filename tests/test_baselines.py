@@ -137,7 +137,7 @@ def test_compare_without_thresholds_is_a_usage_error(pytester):
     result.stderr.fnmatch_lines(["*--whisperq-baseline-compare needs --whisperq-baseline-fail*"])
 
 
-@pytest.mark.slow
+@pytest.mark.slow(cost=580)  # seconds, cold: the order under xdist (conftest.py)
 def test_a_nightly_sees_drift_against_its_pinned_reference(pytester, tiny_en_w4a16, whisper_tiny_en_dir, tmp_path):
     """The reference is whisper-tiny.en's report (a JSON path, as the nightly workflow pins it); a night
     on the same model passes against it; a night on a W4A16 checkpoint whose own accuracy tests pass (it

@@ -142,3 +142,105 @@ def test_a_build_killed_midway_leaves_nothing_trusted_and_the_next_run_builds(tm
     assert time.monotonic() - began < 5
     assert entry == final and (entry / "weights").read_text() == "whole weights"
     assert not list(final.parent.glob(".tmp-*"))  # the leftover was removed
+
+
+# --- transcripts: one cached entry per utterance -------------------------------------------------------------
+
+class CountingBackend:
+    """Transcribes an utterance as its language and first sample, and remembers what it was asked for."""
+
+    name = "counting"
+    cacheable = True
+
+    def __init__(self, checkpoint):
+        from types import SimpleNamespace
+
+        self.model = SimpleNamespace(path=checkpoint, label="counting")
+        self.asked: list[list[str]] = []
+
+    def identity(self):
+        return {"backend": self.name}
+
+    def transcribe(self, utterances):
+        from pytest_whisperq.backends import Hypothesis
+
+        self.asked.append([u.id for u in utterances])
+        return [Hypothesis(u.id, f"{u.language} {u.audio[0]:.1f}", (1, 2), 0.5, len(utterances)) for u in utterances]
+
+
+def _utterance(uid, value, language="en"):
+    import numpy as np
+
+    from pytest_whisperq.data import Utterance
+
+    return Utterance(uid, "s", "reference", np.full(1600, value, dtype=np.float32), language=language)
+
+
+@pytest.fixture
+def counting(tmp_path):
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text("{}")
+    return Cache(tmp_path / "cache"), CountingBackend(checkpoint)
+
+
+def test_a_data_set_sharing_utterances_with_an_earlier_one_transcribes_only_the_new_ones(counting):
+    from pytest_whisperq.transcript_cache import cached_transcribe
+
+    cache, backend = counting
+    first = [_utterance("a", 1.0), _utterance("b", 2.0)]
+    hypotheses, reused = cached_transcribe(cache, backend, first)
+    assert reused == 0 and [h.text for h in hypotheses] == ["en 1.0", "en 2.0"]
+    # a superset, in another order, one utterance renamed: the audio and language decide, never the id
+    later = [_utterance("c", 3.0), _utterance("renamed-a", 1.0), _utterance("b", 2.0), _utterance("b-fr", 2.0, "fr")]
+    hypotheses, reused = cached_transcribe(cache, backend, later)
+    assert reused == 2 and backend.asked == [["a", "b"], ["c", "b-fr"]]
+    assert [(h.id, h.text) for h in hypotheses] == [("c", "en 3.0"), ("renamed-a", "en 1.0"), ("b", "en 2.0"),
+                                                    ("b-fr", "fr 2.0")]
+    assert cached_transcribe(cache, backend, later)[1] == 4 and len(backend.asked) == 2
+
+
+def test_another_checkpoint_or_decoding_is_another_store(counting):
+    from pytest_whisperq.transcript_cache import cached_transcribe
+
+    cache, backend = counting
+    data = [_utterance("a", 1.0)]
+    cached_transcribe(cache, backend, data)
+    (backend.model.path / "config.json").write_text('{"d_model": 8}')
+    assert cached_transcribe(cache, backend, data)[1] == 0
+    backend.identity = lambda: {"backend": "counting", "dtype": "float16"}
+    assert cached_transcribe(cache, backend, data)[1] == 0 and len(backend.asked) == 3
+
+
+def test_a_damaged_transcript_names_its_file(counting):
+    from pytest_whisperq.errors import CacheError
+    from pytest_whisperq.transcript_cache import cached_transcribe
+
+    cache, backend = counting
+    cached_transcribe(cache, backend, [_utterance("a", 1.0)])
+    [stored] = [p for p in (cache.root / "transcripts").glob("*/*.json") if not p.name.startswith(".")]
+    stored.write_text("{not json")
+    with pytest.raises(CacheError, match=f"{stored}.*delete that file"):
+        cached_transcribe(cache, backend, [_utterance("a", 1.0)])
+
+
+def test_processes_sharing_a_store_never_transcribe_an_utterance_twice(counting):
+    """Two runs at once (xdist workers) over overlapping data: they take turns, the second finds the first's."""
+    from pytest_whisperq.transcript_cache import cached_transcribe
+
+    cache, backend = counting
+    started = threading.Barrier(2)
+    data = [[_utterance("a", 1.0), _utterance("b", 2.0)], [_utterance("b", 2.0), _utterance("c", 3.0)]]
+    results = [None, None]
+
+    def run(index):
+        started.wait()
+        results[index] = cached_transcribe(cache, backend, data[index])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    made = sorted(uid for batch in backend.asked for uid in batch)
+    assert made == ["a", "b", "c"] and sorted(reused for _, reused in results) == [0, 1]

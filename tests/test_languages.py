@@ -159,7 +159,7 @@ def test_a_window_dropped_in_long_form_fails_naming_the_file_while_the_base_s_ow
 
 # --- a real model broken in French only --------------------------------------------------------------
 
-@pytest.mark.slow
+@pytest.mark.slow(cost=500)  # seconds, cold: the order under xdist (conftest.py)
 def test_a_real_model_broken_in_french_fails_on_french_alone(run_suite, whisper_base_dir, tmp_path):
     """whisper-base with the <|fr|> token's embedding row replaced by <|en|>'s: English decoding is untouched,
     French decoding starts as if English. On 96 English (870 words: enough for the rule to pass an identical

@@ -149,7 +149,7 @@ def test_whisper_tiny_en_quantizes_reproducibly(whisper_tiny_en_dir, tiny_en_w4a
     shutil.rmtree(again)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(cost=280)  # seconds, cold: the order under xdist (conftest.py)
 def test_whisper_base_w4a16_has_the_card_format_and_transcribes(whisper_base_dir, whisper_base_w4a16, evaluation, openai_assets):
     from pytest_whisperq.backends.transformers_backend import TransformersBackend
     from pytest_whisperq.checks.transcripts import measure_wer

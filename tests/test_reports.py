@@ -13,7 +13,7 @@ from pytest_whisperq.resources import conformance_dir
 pytest_plugins = ["pytester"]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(cost=340)  # seconds, cold: the order under xdist (conftest.py)
 def test_reports_of_a_real_failing_run_hold_its_figures(pytester, tiny_en_w4a16, whisper_tiny_en_dir, tmp_path):
     report_json, report_md = tmp_path / "run.json", tmp_path / "run.md"
     result = pytester.runpytest_subprocess(

@@ -35,8 +35,8 @@ class CountingBackend:
         return [Hypothesis(u.id, u.text, (1,), 0.1, len(utterances)) for u in utterances]
 
 
-def utterances(text: str = "hello") -> list[Utterance]:
-    return [Utterance("a", "s", text, np.zeros(1600, np.float32))]
+def utterances(text: str = "hello", level: float = 0.0) -> list[Utterance]:
+    return [Utterance("a", "s", text, np.full(1600, level, np.float32))]
 
 
 def session(tmp_path) -> WhisperqSession:
@@ -48,7 +48,9 @@ def test_transcripts_are_memoised_by_content(tmp_path):
     state.transcribe(backend, utterances())
     state.transcribe(backend, utterances())  # new objects, same content
     assert backend.calls == 1
-    state.transcribe(backend, utterances("other text"))
+    state.transcribe(backend, utterances("other text"))  # the reference text is not what the model hears
+    assert backend.calls == 1
+    state.transcribe(backend, utterances(level=0.5))  # other audio
     assert backend.calls == 2
 
 
@@ -60,11 +62,11 @@ def test_transcripts_are_reused_across_runs_only_for_identical_content(tmp_path)
     first = WhisperqSession(build_settings({"cache_dir": cache}, {}))
     backend = CountingBackend(checkpoint)
     hypotheses = first.transcribe(backend, utterances())
-    assert backend.calls == 1 and list(first.transcript_sources.values()) == [(1, False)]
+    assert backend.calls == 1 and list(first.transcript_sources.values()) == [(1, 0)]
 
     second = WhisperqSession(build_settings({"cache_dir": cache}, {}))  # a later run
     assert second.transcribe(backend, utterances()) == hypotheses
-    assert backend.calls == 1 and list(second.transcript_sources.values()) == [(1, True)]
+    assert backend.calls == 1 and list(second.transcript_sources.values()) == [(1, 1)]
 
     batch4 = CountingBackend(checkpoint, 4)  # other decoding settings
     WhisperqSession(build_settings({"cache_dir": cache}, {})).transcribe(batch4, utterances())
@@ -73,7 +75,7 @@ def test_transcripts_are_reused_across_runs_only_for_identical_content(tmp_path)
     third = WhisperqSession(build_settings({"cache_dir": cache}, {}))
     counting = CountingBackend(checkpoint)
     third.transcribe(counting, utterances())
-    assert counting.calls == 1 and list(third.transcript_sources.values()) == [(1, False)]
+    assert counting.calls == 1 and list(third.transcript_sources.values()) == [(1, 0)]
     entries = [p for p in (cache / "transcripts").iterdir() if p.is_dir()]
     assert len(entries) == 3  # v1, v1 with batch 4, v2
 
@@ -87,8 +89,9 @@ def test_a_damaged_cache_entry_is_a_clear_error(tmp_path):
     cache = tmp_path / "cache"
     WhisperqSession(build_settings({"cache_dir": cache}, {})).transcribe(CountingBackend(checkpoint), utterances())
     [entry] = [p for p in (cache / "transcripts").iterdir() if p.is_dir()]
-    (entry / "transcripts.json").write_text('[{"id": "a", "te')
-    with pytest.raises(CacheError, match=r"is damaged \(JSONDecodeError: .*delete that directory and run again"):
+    [transcript] = [p for p in entry.glob("*.json") if not p.name.startswith(".")]  # one file per utterance
+    transcript.write_text('{"id": "a", "te')
+    with pytest.raises(CacheError, match=r"is damaged \(JSONDecodeError: .*delete that file and run again"):
         WhisperqSession(build_settings({"cache_dir": cache}, {})).transcribe(CountingBackend(checkpoint), utterances())
 
 

@@ -16,6 +16,7 @@ from pytest_whisperq.models.resolve import ResolvedModel
 from pytest_whisperq.models.spec import parse_model_spec
 from pytest_whisperq.resources import default_eval_dir
 from pytest_whisperq.text import english_normalizer
+from pytest_whisperq.transcript_cache import cached_transcribe
 
 pytestmark = pytest.mark.slow
 READ_SUBSETS = ("read_librivox", "read_clean")
@@ -35,8 +36,10 @@ def read_speech() -> list[Utterance]:
     return load_local_dataset(default_eval_dir(), subsets=READ_SUBSETS)
 
 
-def wer_of(backend, utterances, openai_assets):
-    hypotheses = backend.transcribe(utterances)
+def wer_of(backend, utterances, openai_assets, cache=None):
+    """The backend's WER on `utterances`; with a cache, through it (as a suite run transcribes, so the suite's
+    runs and these tests make each transcript once)."""
+    hypotheses = cached_transcribe(cache, backend, utterances)[0] if cache else backend.transcribe(utterances)
     normalize = english_normalizer(openai_assets / "english.json")
     return measure_wer([u.id for u in utterances], [u.subset for u in utterances],
                        [u.text for u in utterances], [h.text for h in hypotheses], normalize), hypotheses
@@ -67,7 +70,7 @@ def test_batching_does_not_change_greedy_transcripts(whisper_base_dir, base_back
 
 
 @pytest.mark.parametrize("rate", [8_000, 22_050, 44_100])
-def test_audio_at_other_rates_and_stereo_is_resampled(base_backend, read_speech, tmp_path, rate):
+def test_audio_at_other_rates_and_stereo_is_resampled(base_backend, read_speech, tmp_path, rate, shared_cache):
     import soundfile
     from scipy.signal import resample_poly
 
@@ -78,17 +81,18 @@ def test_audio_at_other_rates_and_stereo_is_resampled(base_backend, read_speech,
     soundfile.write(path, stereo, rate)
     audio = load_audio(path)
     assert abs(len(audio) / TARGET_RATE - utterance.seconds) < 0.01
-    [original] = base_backend.transcribe([utterance])
+    [original] = cached_transcribe(shared_cache, base_backend, [utterance])[0]  # made once for the three
     [converted] = base_backend.transcribe([Utterance("x", "x", utterance.text, audio)])
     assert converted.text == original.text
 
 
-def test_audio_longer_than_30_seconds_is_transcribed_whole_long_form(base_backend, openai_assets):
+@pytest.mark.slow(cost=180)  # seconds, cold: the order under xdist (conftest.py)
+def test_audio_longer_than_30_seconds_is_transcribed_whole_long_form(base_backend, openai_assets, shared_cache):
     """The four shipped long-form files (60-66 s, several prompts joined): sequential long-form decoding
     transcribes each whole; a window dropped or repeated would cost a sentence's worth of errors. Measured
     2.3-3.4% on the first two; the bound leaves room for other CPUs' float arithmetic, none for a lost window."""
     long_files = [u for u in load_local_dataset(default_eval_dir(), subsets=["long_ivr_en"])]
     assert len(long_files) == 4 and all(u.long_form for u in long_files)
-    report, hypotheses = wer_of(base_backend, long_files, openai_assets)
+    report, hypotheses = wer_of(base_backend, long_files, openai_assets, shared_cache)
     assert report.wer_percent <= 8.0, [(u.id, u.wer, u.hypothesis) for u in report.worst(2)]
     assert all(h.tokens and "<|" not in h.text for h in hypotheses)  # no timestamp tokens in the text
