@@ -9,6 +9,7 @@ set `delay` print nothing at all.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -110,18 +111,51 @@ def configure(sink: Sink | None, clock: Callable[[], float] = time.monotonic, li
     _Settings.sink, _Settings.clock, _Settings.live_every, _Settings.plain_every = sink, clock, live_every, plain_every
 
 
+_shown_tasks: list[Task] = []  # open tasks that write somewhere, innermost last (background ones are silenced)
+
+
+def _heartbeat(current: Task, every: float) -> Callable[[], None]:
+    """Work that cannot count itself (GPTQ inside llm-compressor, a conversion) still shows that it is alive:
+    its elapsed time, from a thread, while it is the innermost task shown. Returns the function that stops it."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            if _shown_tasks and _shown_tasks[-1] is current:
+                current.advance(0)
+
+    thread = threading.Thread(target=beat, name="whisperq-progress", daemon=True)
+    thread.start()
+
+    def end() -> None:
+        stop.set()
+        thread.join()
+
+    return end
+
+
 @contextmanager
 def task(what: str, total: int | None = None, unit: str = "", delay: float = 0.0) -> Iterator[Task]:
-    """Long work named `what`; with a `total`, `advance` counts it in `unit`s. A task with a `delay` shows
-    nothing until it has run that long and advanced (so a cache hit is silent)."""
+    """Long work named `what`; with a `total`, `advance` counts it in `unit`s; without one, its elapsed time
+    is shown as it goes. A task with a `delay` shows nothing until it has run that long and advanced (so a
+    cache hit is silent)."""
     sink = None if _silent.get() else _Settings.sink
     current = Task(what, total, unit, sink, delay, _Settings.clock, _Settings.live_every, _Settings.plain_every)
     token = _current.set(current)
+    stop_heartbeat = None
+    if sink is not None:
+        _shown_tasks.append(current)
+        if total is None:
+            stop_heartbeat = _heartbeat(current, _Settings.live_every if sink.live else _Settings.plain_every)
     failed = True
     try:
         yield current
         failed = False
     finally:
+        if stop_heartbeat is not None:
+            stop_heartbeat()
+        if sink is not None:
+            _shown_tasks.remove(current)
         _current.reset(token)
         current.end(failed)
 

@@ -87,6 +87,30 @@ def test_work_without_a_count_shows_its_elapsed_time_and_a_failure_says_stopped(
     assert sink.finished == ["whisperq: starting the vLLM server for whisper-base: stopped (1m15s)"]
 
 
+def test_work_that_cannot_count_itself_still_shows_it_is_alive_while_it_is_the_innermost_task():
+    """GPTQ runs inside llm-compressor, with nothing to count: a thread shows its elapsed time as it goes,
+    but never over an inner task's line (a download inside a build)."""
+    import threading
+    import time
+
+    sink = Recorder(live=True)
+    progress.configure(sink, live_every=0.01)
+    try:
+        with progress.task("quantizing whisper-base"):
+            deadline = time.monotonic() + 5
+            while len(sink.shown) < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert len(sink.shown) >= 3 and all(line.startswith("whisperq: quantizing whisper-base: ") for line in sink.shown)
+            with progress.task("downloading a wheel", total=2, unit="files"):
+                before = len(sink.shown)
+                time.sleep(0.2)
+                assert all("quantizing" not in line for line in sink.shown[before:])
+        assert not [t for t in threading.enumerate() if t.name == "whisperq-progress"]  # stopped with its task
+        assert sink.finished[-1].startswith("whisperq: quantizing whisper-base: done (")
+    finally:
+        progress.configure(None)
+
+
 def test_nested_tasks_count_into_the_innermost_and_nothing_counts_outside_one(clock):
     sink = Recorder(live=True)
     progress.configure(sink, clock)
