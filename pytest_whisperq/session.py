@@ -312,16 +312,13 @@ class WhisperqSession:
 
         fingerprint = dataset_fingerprint(utterances)
 
-        def with_progress(todo: Sequence[Utterance]) -> list[Hypothesis]:
-            with progress.task(f"transcribing with {backend.model.label} ({backend.name})", total=len(todo),
-                               unit="utterances", delay=1.0):
-                return backend.transcribe(todo)
-
         def build() -> list[Hypothesis]:
-            if getattr(backend, "cacheable", False):
-                hypotheses, reused = cached_transcribe(self.cache, backend, utterances, with_progress)
+            if getattr(backend, "cacheable", False):  # shows its own progress, for what it transcribes
+                hypotheses, reused = cached_transcribe(self.cache, backend, utterances)
             else:
-                hypotheses, reused = with_progress(utterances), 0
+                with progress.task(f"transcribing with {backend.model.label} ({backend.name})",
+                                   total=len(utterances), unit="utterances", delay=1.0):
+                    hypotheses, reused = backend.transcribe(utterances), 0
             self.transcript_sources[(str(backend.model.path), backend.name, fingerprint)] = (len(utterances), reused)
             return hypotheses
 

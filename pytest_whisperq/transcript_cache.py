@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 SCHEMA = 2  # 2: one file per utterance, keyed by its audio and language
 LIBRARIES = ("pytest-whisperq", "torch", "transformers", "compressed-tensors", "tokenizers", "numpy")
 SUFFIX = ".json"
+STORE_EVERY = 64  # utterances transcribed between writes to the store: several batches, little lost when stopped
 
 
 def backend_code() -> str:
@@ -108,14 +109,12 @@ def _turn(lock: BaseFileLock, transcriber: str) -> Iterator[None]:
 
 def cached_transcribe(
     cache: Cache, backend: Backend, utterances: Sequence[Utterance],
-    transcribe: Callable[[Sequence[Utterance]], list[Hypothesis]] | None = None,
 ) -> tuple[list[Hypothesis], int]:
     """The backend's transcripts of `utterances`: those an identical transcriber made before from the cache, the
-    others made now by `transcribe` (default: `backend.transcribe`) and stored. Returns them, in order, and how
-    many came from the cache. Processes sharing the store take turns transcribing, so none makes one twice."""
+    others made now and stored, with their progress shown. Returns them, in order, and how many came from the
+    cache. Processes sharing the store take turns transcribing, so none makes one twice."""
     from filelock import FileLock
 
-    transcribe = transcribe or backend.transcribe
     store = cache.store_dir("transcripts", f"{backend.name}-{backend.model.path.name}", transcriber_inputs(backend))
     keys = [utterance_key(u) for u in utterances]
     files = {key: store / f"{key}{SUFFIX}" for key in keys}
@@ -138,13 +137,19 @@ def cached_transcribe(
         with _turn(FileLock(str(store) + ".lock"), f"{backend.model.label} ({backend.name})"):
             missing = collect()  # another process may have made some while this one waited
             if missing:
-                hypotheses = transcribe(missing)
-                if [h.id for h in hypotheses] != [u.id for u in missing]:
-                    raise CacheError(f"the {backend.name} backend returned transcripts of other utterances than it was given")
-                for utterance, hypothesis in zip(missing, hypotheses):
-                    key = utterance_key(utterance)
-                    _write(files[key], hypothesis)
-                    found[key] = hypothesis
-                    made.add(key)
+                with progress.task(f"transcribing with {backend.model.label} ({backend.name})", total=len(missing),
+                                   unit="utterances", delay=1.0):
+                    # stored part by part: a run stopped midway keeps what it made (the backends count progress)
+                    for start in range(0, len(missing), STORE_EVERY):
+                        part = missing[start : start + STORE_EVERY]
+                        hypotheses = backend.transcribe(part)
+                        if [h.id for h in hypotheses] != [u.id for u in part]:
+                            raise CacheError(f"the {backend.name} backend returned transcripts of other utterances "
+                                             "than it was given")
+                        for utterance, hypothesis in zip(part, hypotheses):
+                            key = utterance_key(utterance)
+                            _write(files[key], hypothesis)
+                            found[key] = hypothesis
+                            made.add(key)
     reused = sum(1 for key in keys if key not in made)
     return [replace(found[key], id=u.id) for key, u in zip(keys, utterances)], reused

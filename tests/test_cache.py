@@ -244,3 +244,27 @@ def test_processes_sharing_a_store_never_transcribe_an_utterance_twice(counting)
         thread.join()
     made = sorted(uid for batch in backend.asked for uid in batch)
     assert made == ["a", "b", "c"] and sorted(reused for _, reused in results) == [0, 1]
+
+
+def test_a_run_stopped_midway_keeps_the_transcripts_it_made(counting, monkeypatch):
+    """Stored part by part: a run interrupted (Ctrl-C, a crash) after the first part leaves it for the next."""
+    from pytest_whisperq import transcript_cache
+    from pytest_whisperq.transcript_cache import cached_transcribe
+
+    cache, backend = counting
+    monkeypatch.setattr(transcript_cache, "STORE_EVERY", 2)
+    data = [_utterance(f"u{i}", float(i)) for i in range(5)]
+    transcribe = backend.transcribe
+
+    def stopped_on_the_second_part(utterances):
+        if len(backend.asked) == 1:
+            raise KeyboardInterrupt
+        return transcribe(utterances)
+
+    backend.transcribe = stopped_on_the_second_part
+    with pytest.raises(KeyboardInterrupt):
+        cached_transcribe(cache, backend, data)
+    backend.transcribe = transcribe
+    hypotheses, reused = cached_transcribe(cache, backend, data)
+    assert reused == 2 and backend.asked == [["u0", "u1"], ["u2", "u3"], ["u4"]]
+    assert [h.text for h in hypotheses] == [f"en {i:.1f}" for i in range(5)]
