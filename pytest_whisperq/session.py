@@ -144,8 +144,7 @@ class WhisperqSession:
         if key in self._starting:
             started, _ = self._starting[key]
             with progress.task(f"waiting for the {name} of {resolved.label}, started with the other's", delay=1.0):
-                while not wait([started], timeout=0.5).done:
-                    progress.advance(0)  # the elapsed time, on the live line
+                wait([started])  # the line shows the elapsed time meanwhile
             del self._starting[key]  # only once done: interrupted before, close() stops it
             backend = started.result()
         else:
@@ -308,7 +307,7 @@ class WhisperqSession:
         """The backend's transcripts: once a run, and from the content-keyed cache for every utterance an
         identical transcriber already made (noted for the summary, never silent)."""
         from pytest_whisperq.data import dataset_fingerprint
-        from pytest_whisperq.transcript_cache import cached_transcribe
+        from pytest_whisperq.transcript_cache import cached_transcribe, transcribing
 
         fingerprint = dataset_fingerprint(utterances)
 
@@ -316,8 +315,7 @@ class WhisperqSession:
             if getattr(backend, "cacheable", False):  # shows its own progress, for what it transcribes
                 hypotheses, reused = cached_transcribe(self.cache, backend, utterances)
             else:
-                with progress.task(f"transcribing with {backend.model.label} ({backend.name})",
-                                   total=len(utterances), unit="utterances", delay=1.0):
+                with transcribing(backend, len(utterances)):
                     hypotheses, reused = backend.transcribe(utterances), 0
             self.transcript_sources[(str(backend.model.path), backend.name, fingerprint)] = (len(utterances), reused)
             return hypotheses

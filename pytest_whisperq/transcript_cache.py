@@ -20,7 +20,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,6 +91,12 @@ def _write(path: Path, hypothesis: Hypothesis) -> None:
     os.replace(temporary, path)
 
 
+def transcribing(backend: Backend, count: int) -> AbstractContextManager[progress.Task]:
+    """The progress line of `count` utterances transcribed by `backend` (silent when it ends within a second)."""
+    return progress.task(f"transcribing with {backend.model.label} ({backend.name})", total=count,
+                         unit="utterances", delay=1.0)
+
+
 @contextmanager
 def _turn(lock: BaseFileLock, transcriber: str) -> Iterator[None]:
     """Hold `lock`; when another process holds it, say so while waiting (it is transcribing with the same model)."""
@@ -137,8 +143,7 @@ def cached_transcribe(
         with _turn(FileLock(str(store) + ".lock"), f"{backend.model.label} ({backend.name})"):
             missing = collect()  # another process may have made some while this one waited
             if missing:
-                with progress.task(f"transcribing with {backend.model.label} ({backend.name})", total=len(missing),
-                                   unit="utterances", delay=1.0):
+                with transcribing(backend, len(missing)):
                     # stored part by part: a run stopped midway keeps what it made (the backends count progress)
                     for start in range(0, len(missing), STORE_EVERY):
                         part = missing[start : start + STORE_EVERY]

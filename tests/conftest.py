@@ -19,7 +19,7 @@ from pytest_whisperq.models.builtin import BUILTINS, materialize, whisper_assets
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist, each worker (and every pytest subprocess its tests start) gets its share of the
     cores. torch takes every core in each process: two workers transcribing at once on 2 cores with 2 threads
-    each took 46.5 s for what 1 thread each did in 28 s (16 utterances, whisper-base; 16.7 s alone)."""
+    each took 46.5 s for what 1 thread each did in 28 s (16 utterances, whisper-base; 16.7 s alone; one run each)."""
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if not workers:
         return

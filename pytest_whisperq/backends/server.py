@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-from pytest_whisperq import progress
 from pytest_whisperq.errors import BackendError
 
 LOOPBACK = "127.0.0.1"
@@ -117,8 +116,7 @@ class ServerProcess:
                 self.stop()
                 raise BackendError(f"{self.name} was not healthy at {self.health_url} within {self.startup_timeout:.0f} s "
                                    f"and was stopped; its log ({self.log_path}) ends with:\n{self.tail()}")
-            progress.advance(0)  # the elapsed time, on the live line
-            time.sleep(0.5)
+            time.sleep(0.5)  # the caller's progress task shows the elapsed time meanwhile
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
