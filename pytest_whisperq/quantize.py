@@ -120,7 +120,7 @@ def quantize_w4a16(
         began = time.perf_counter()
         with progress.task(f"quantizing {base_name} to W4A16 (GPTQ on {len(calibration)} calibration utterances, "
                            f"{device}; once, then cached)"):
-            run_gptq(base_dir, out_dir, calibration, recipe, device)
+            threads = run_gptq(base_dir, out_dir, calibration, recipe, device)
         for carried in CARRIED_FILES:
             if (base_dir / carried).is_file() and not (out_dir / carried).exists():
                 shutil.copy2(base_dir / carried, out_dir / carried)
@@ -129,6 +129,8 @@ def quantize_w4a16(
             "base_dir": str(base_dir),
             **inputs,
             "calibration_ids": [u.id for u in calibration],
+            # float sums run in another order on another thread count: the bytes differ, the quality does not
+            "torch_threads": threads,
             "seconds": round(time.perf_counter() - began, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         }
@@ -149,8 +151,9 @@ def decoder_prompt(generation_config: Any, language: str = "en") -> list[int]:
     return prompt + [generation_config.no_timestamps_token_id]
 
 
-def run_gptq(base_dir: Path, out_dir: Path, calibration: Sequence[Utterance], recipe: Recipe, device: str) -> None:
-    """One llm-compressor `oneshot` run; writes a compressed checkpoint into `out_dir`."""
+def run_gptq(base_dir: Path, out_dir: Path, calibration: Sequence[Utterance], recipe: Recipe, device: str) -> int:
+    """One llm-compressor `oneshot` run; writes a compressed checkpoint into `out_dir`. Returns torch's thread
+    count, which the bytes depend on (on 2 threads and on 1 the same inputs give other bytes)."""
     import numpy as np
     import torch
     from datasets import Dataset
@@ -203,3 +206,4 @@ def run_gptq(base_dir: Path, out_dir: Path, calibration: Sequence[Utterance], re
     processor.save_pretrained(str(out_dir))
     for path in out_dir.iterdir():  # safetensors writes 0600; caches may be shared
         path.chmod(0o644)
+    return torch.get_num_threads()
