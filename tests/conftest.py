@@ -147,21 +147,41 @@ def parquet_dataset(tmp_path_factory):
     return root
 
 
+# The shipped speech as the suite's tests run it unless they name other data: every real utterance (the gated
+# pool: 221) and long-form file, and enough of the reported pools to show them (30 synthetic: the fewest the
+# rule passes on; 12 isolated words: inconclusive). All 267 words and synthetic clips would double each model's
+# transcribing (each costs a full 30 s encoder window, however short): about 300 s of a cold run on 2 cores.
+SUITE_SPEECH = {"real": 1000, "long": 1000, "synthetic": 30, "words": 12}
+
+
+@pytest.fixture(scope="session")
+def suite_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder of the shipped speech per SUITE_SPEECH (its transcripts are cached by audio, so every worker's
+    copy shares them)."""
+    from pytest_whisperq.resources import default_eval_dir
+    from tests_support import data_folder
+
+    picks = [(default_eval_dir(), lambda row, pool=pool: row["speech"] == pool, count)
+             for pool, count in SUITE_SPEECH.items()]
+    return data_folder(tmp_path_factory.mktemp("suite-speech") / "speech", picks)
+
+
 @pytest.fixture
-def run_suite(pytester: pytest.Pytester, whisper_tiny_en_dir: Path):
+def run_suite(pytester: pytest.Pytester, whisper_tiny_en_dir: Path, suite_speech: Path):
     """`run_suite(*args)`: the shipped conformance suite run as a user runs it, in a subprocess (the
-    module using it declares `pytest_plugins = ["pytester"]`)."""
+    module using it declares `pytest_plugins = ["pytester"]`), on `suite_speech` unless args name data."""
     from pytest_whisperq.resources import conformance_dir
 
     # pytester moves HOME; point at the cache the real models were built in, to reuse them.
     cache_root = whisper_tiny_en_dir.parents[1]
 
     def run(*args: str) -> pytest.RunResult:
+        data = [] if any(a.startswith("--whisperq-data=") for a in args) else [f"--whisperq-data={suite_speech}"]
         # A short throughput measurement: on transformers the speed ratio is not applicable (dense weights on
         # both sides), so one round of 8 requests each gives the card's figures.
         return pytester.runpytest_subprocess(
             str(conformance_dir()), f"--whisperq-cache-dir={cache_root}", "-p", "no:cacheprovider",
-            "--whisperq-requests=8", "--whisperq-warmup=1", *args
+            "--whisperq-requests=8", "--whisperq-warmup=1", *data, *args
         )
 
     return run

@@ -138,7 +138,8 @@ def test_compare_without_thresholds_is_a_usage_error(pytester):
 
 
 @pytest.mark.slow(cost=580)  # seconds, cold: the order under xdist (conftest.py)
-def test_a_nightly_sees_drift_against_its_pinned_reference(pytester, tiny_en_w4a16, whisper_tiny_en_dir, tmp_path):
+def test_a_nightly_sees_drift_against_its_pinned_reference(pytester, tiny_en_w4a16, whisper_tiny_en_dir, suite_speech,
+                                                           tmp_path):
     """The reference is whisper-tiny.en's report (a JSON path, as the nightly workflow pins it); a night
     on the same model passes against it; a night on a W4A16 checkpoint whose own accuracy tests pass (it
     is its own base) but whose WER is 7.5 points above the reference's fails on the comparison alone.
@@ -149,6 +150,7 @@ def test_a_nightly_sees_drift_against_its_pinned_reference(pytester, tiny_en_w4a
         return pytester.runpytest_subprocess(
             str(conformance_dir()), f"--whisperq-cache-dir={whisper_tiny_en_dir.parents[1]}", "-p", "no:cacheprovider",
             f"--whisperq-model={model}", f"--whisperq-base={model}", "--whisperq-max-wer=40", "-k", "accuracy",
+            f"--whisperq-data={suite_speech}",
             f"--whisperq-baseline-storage={storage}", *extra)
 
     first = night(whisper_tiny_en_dir, f"--whisperq-json={reference}", "--whisperq-baseline-save")

@@ -163,12 +163,16 @@ def test_whisper_tiny_en_quantizes_reproducibly(whisper_tiny_en_dir, tiny_en_w4a
 
 
 @pytest.mark.slow(cost=280)  # seconds, cold: the order under xdist (conftest.py)
-def test_whisper_base_w4a16_has_the_card_format_and_transcribes(whisper_base_dir, whisper_base_w4a16, evaluation, openai_assets):
+def test_whisper_base_w4a16_has_the_card_format_and_transcribes(whisper_base_dir, whisper_base_w4a16, evaluation, openai_assets,
+                                                                shared_cache):
+    """Transcribed through the shared transcript cache, as the suite transcribes (same backend settings): what the
+    whole-suite test made of this checkpoint serves here, and the other way round."""
     from pytest_whisperq.backends.transformers_backend import TransformersBackend
     from pytest_whisperq.checks.transcripts import measure_wer
     from pytest_whisperq.models.resolve import ResolvedModel
     from pytest_whisperq.models.spec import parse_model_spec
     from pytest_whisperq.text import english_normalizer
+    from pytest_whisperq.transcript_cache import cached_transcribe
 
     from pytest_whisperq.checks.format_suite import format_checks
     from pytest_whisperq.models.tensors import CheckpointTensors
@@ -179,7 +183,7 @@ def test_whisper_base_w4a16_has_the_card_format_and_transcribes(whisper_base_dir
     assert all(r.ok for r in format_results), [r.describe() for r in format_results if not r.ok]
     backend = TransformersBackend(ResolvedModel(parse_model_spec(str(checkpoint)), checkpoint), "cpu", "float32", 8)
     read = [u for u in evaluation if u.subset in ("read_librivox", "read_clean")]
-    hypotheses = backend.transcribe(read)
+    hypotheses, _ = cached_transcribe(shared_cache, backend, read)
     report = measure_wer([u.id for u in read], [u.subset for u in read], [u.text for u in read],
                          [h.text for h in hypotheses], english_normalizer(openai_assets / "english.json"))
     assert all(h.text for h in hypotheses)

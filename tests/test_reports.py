@@ -14,12 +14,13 @@ pytest_plugins = ["pytester"]
 
 
 @pytest.mark.slow(cost=340)  # seconds, cold: the order under xdist (conftest.py)
-def test_reports_of_a_real_failing_run_hold_its_figures(pytester, tiny_en_w4a16, whisper_tiny_en_dir, tmp_path):
+def test_reports_of_a_real_failing_run_hold_its_figures(pytester, tiny_en_w4a16, whisper_tiny_en_dir, suite_speech,
+                                                       tmp_path):
     report_json, report_md = tmp_path / "run.json", tmp_path / "run.md"
     result = pytester.runpytest_subprocess(
         str(conformance_dir()), f"--whisperq-cache-dir={whisper_tiny_en_dir.parents[1]}", "-p", "no:cacheprovider",
         f"--whisperq-model={tiny_en_w4a16}", "--whisperq-base=whisper-tiny.en", "--whisperq-max-wer=40",
-        "--whisperq-requests=8", "--whisperq-warmup=1",
+        "--whisperq-requests=8", "--whisperq-warmup=1", f"--whisperq-data={suite_speech}",
         f"--whisperq-json={report_json}", f"--whisperq-markdown={report_md}", f"--whisperq-charts={tmp_path / 'charts'}",
         "-k", "format or accuracy or throughput",
     )
