@@ -1,5 +1,6 @@
-"""Checkpoint format: the model under test is W4A16 in compressed-tensors pack-quantized form,
-made from the named base, with nothing else changed. Reads safetensors, never runs checkpoint code."""
+"""Checkpoint format: the model under test is stored as its scheme requires (--whisperq-scheme, or the one
+it declares) in compressed-tensors form, made from the named base, with nothing else changed. Reads
+safetensors, never runs checkpoint code."""
 
 from pytest_whisperq.checks.checkpoint_format import (
     check_fused_projections_alike,
@@ -40,8 +41,8 @@ def test_quantization_config(whisperq_model_tensors, whisperq_scheme, whisperq_c
     whisperq_check(check_quantization_config(whisperq_model_tensors.config, whisperq_scheme))
 
 
-def test_model_dtype_is_fp16(whisperq_model_tensors, whisperq_scheme, whisperq_check):
-    whisperq_check(check_model_dtype(whisperq_model_tensors.config, whisperq_scheme))
+def test_model_dtype_is_16_bit(whisperq_model_tensors, whisperq_check):
+    whisperq_check(check_model_dtype(whisperq_model_tensors.config))
 
 
 def test_ignore_list_keeps_the_output_head(whisperq_model_tensors, whisperq_base_tensors, whisperq_check):
@@ -60,7 +61,7 @@ def test_output_head_untouched(whisperq_model_tensors, whisperq_base_tensors, wh
     whisperq_check(check_output_head(whisperq_model_tensors, whisperq_base_tensors))
 
 
-def test_other_tensors_present_in_fp16(whisperq_model_tensors, whisperq_base_tensors, whisperq_scheme, whisperq_check):
+def test_other_tensors_present_in_the_model_dtype(whisperq_model_tensors, whisperq_base_tensors, whisperq_scheme, whisperq_check):
     whisperq_check(check_untouched_tensors_layout(whisperq_model_tensors, whisperq_base_tensors, whisperq_scheme))
 
 

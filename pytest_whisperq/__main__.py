@@ -3,7 +3,7 @@
   fetch MODEL        resolve a model (built-in, hub id or directory) and print its local path
   suite-path         print the directory of the installed conformance suite
   check MODEL [...]  run the conformance suite on MODEL (extra arguments go to pytest)
-  quantize BASE OUT  make the W4A16 GPTQ checkpoint of BASE (cached) and copy it to OUT
+  quantize BASE OUT  quantize BASE with llm-compressor (W4A16 GPTQ, or --scheme) (cached) and copy it to OUT
   resolution REPORT  what a run's evaluation data can tell apart: the WER gate's operating
                      characteristic, simulated on the report's per-utterance errors
 """
@@ -28,12 +28,17 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("suite-path", help="print where the conformance suite is installed")
     check = commands.add_parser("check", help="run the conformance suite on a model")
     check.add_argument("model")
-    quantize = commands.add_parser("quantize", help="W4A16 GPTQ with llm-compressor, as the quantize fixture does it")
+    quantize = commands.add_parser("quantize", help="quantize with llm-compressor, as the quantize fixture does it")
     quantize.add_argument("base", help="built-in name, org/name[@revision], or a directory")
     quantize.add_argument("out", type=Path, help="directory to write (must not exist or be empty)")
     quantize.add_argument("--calib-data", default=None, help="folder with metadata.tsv or hf:NAME?split=...")
     quantize.add_argument("--samples", type=int, default=None, help="calibration utterances (default: 32)")
     quantize.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    quantize.add_argument("--scheme", default=None,
+                          help="compressed-tensors preset: W4A16 (default), W4A16_ASYM, W8A16, W8A8, FP8, FP8_DYNAMIC, ...")
+    quantize.add_argument("--group-size", default=None, help="the weights' group size (default: the preset's)")
+    quantize.add_argument("--actorder", default=None, choices=("static", "weight"),
+                          help="GPTQ's column order (default: llm-compressor's, static)")
     quantize.add_argument("--cache-dir", type=Path, default=None)
     resolution = commands.add_parser("resolution", help="simulate the WER gate's error rates on a report's data")
     resolution.add_argument("report", type=Path, help="a JSON report (--whisperq-json) of a run that measured WER")
@@ -84,6 +89,7 @@ def _quantize(args: argparse.Namespace) -> int:
     cli: dict[str, object] = {}
     ini = {"whisperq_base": args.base, "whisperq_device": args.device, "whisperq_calib_data": args.calib_data,
            "whisperq_calib_samples": None if args.samples is None else str(args.samples),
+           "whisperq_scheme": args.scheme, "whisperq_group_size": args.group_size, "whisperq_actorder": args.actorder,
            "whisperq_cache_dir": None if args.cache_dir is None else str(args.cache_dir)}
     session = WhisperqSession(build_settings(cli, ini))
     produced = session.resolved("model").path

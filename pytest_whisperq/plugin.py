@@ -20,7 +20,7 @@ from pytest_whisperq.settings import OPTIONS, Settings, argparse_type, build_set
 if TYPE_CHECKING:
     from pytest_whisperq.backends import Backend, Hypothesis
     from pytest_whisperq.checks.fidelity import LayerError, Tolerance
-    from pytest_whisperq.checks.quant_config import Scheme
+    from pytest_whisperq.checks.scheme import Scheme
     from pytest_whisperq.checks.throughput import Rounds
     from pytest_whisperq.checks.transcripts import WerReport
     from pytest_whisperq.data import Utterance
@@ -372,7 +372,7 @@ def whisperq_base_vocabulary(whisperq_session: WhisperqSession, whisperq_base_re
 
 @pytest.fixture(scope="session")
 def whisperq_scheme(whisperq_session: WhisperqSession) -> Scheme:
-    """The quantization scheme the checkpoint must have: W4A16, group size from the options."""
+    """The quantization scheme the checkpoint must have: --whisperq-scheme, or the one it declares (auto)."""
     return whisperq_session.scheme()
 
 

@@ -1,13 +1,15 @@
-"""W4A16 GPTQ quantization of a Whisper base with llm-compressor, cached by content.
+"""Quantization of a Whisper base with llm-compressor, cached by content: any compressed-tensors preset
+scheme (W4A16 by default), as the model card's recipe applies it.
 
-The recipe is the model card's: GPTQ, INT4 symmetric weights in groups of 128, every encoder and
-decoder Linear, the output head `proj_out` left alone (Whisper's head is not called `lm_head`:
-`ignore=["lm_head"]` would quantize it), saved in compressed-tensors `pack-quantized` form with the
-processor files beside it.
+The recipe: every encoder and decoder Linear, the output head `proj_out` left alone (Whisper's head is
+not called `lm_head`: `ignore=["lm_head"]` would quantize it), saved compressed with the processor
+files beside it. INT weights are made by GPTQ (W4A16, W8A16, W8A8, ...; group size and act-order
+settable), FP weights (FP8, FP8_DYNAMIC, NVFP4A16, ...) by round-to-nearest with llm-compressor's
+QuantizationModifier, as llm-compressor's own examples make them; static activation scales (FP8, NVFP4)
+are calibrated on the same speech.
 
 On CPU the calibration runs in float32 (float16 matmuls are several times slower there) and the
-quantized model is cast to float16 before it is packed, so the checkpoint has fp16 scales and an
-fp16 model dtype either way; on CUDA it runs in float16 throughout.
+quantized model is cast to the recipe's 16-bit dtype before it is packed; on CUDA it runs in float16.
 """
 
 from __future__ import annotations
@@ -40,11 +42,47 @@ LIBRARIES = ("llmcompressor", "compressed-tensors", "transformers", "torch")
 
 @dataclass(frozen=True)
 class Recipe:
-    scheme: str = "W4A16"
+    scheme: str = "W4A16"  # a compressed-tensors preset name
     targets: tuple[str, ...] = ("Linear",)
     ignore: tuple[str, ...] = ("proj_out",)
     pipeline: str = "basic"  # the sequential pipeline cannot trace Whisper (llm-compressor 0.14)
     seed: int = 0
+    group_size: int | None = None  # the preset's unless set (schemes quantizing weights in groups)
+    actorder: str | None = None  # GPTQ's column order: None (GPTQ's default, static), "static" or "weight"
+    dtype: str = "float16"  # the saved model's dtype: float16 or bfloat16
+
+    @property
+    def label(self) -> str:
+        """e.g. 'W4A16', 'W4A16-G64-weight', 'FP8_DYNAMIC-bfloat16': the cache entry's name."""
+        parts = [self.scheme.upper()]
+        parts += [f"G{self.group_size}"] if self.group_size else []
+        parts += [self.actorder] if self.actorder else []
+        parts += [self.dtype] if self.dtype != "float16" else []
+        return "-".join(parts)
+
+    def validate(self) -> None:
+        """A QuantizeError for a recipe llm-compressor would refuse or misapply, before any model is loaded."""
+        from pytest_whisperq.checks.scheme import preset, with_overrides
+        from pytest_whisperq.errors import ConfigError
+
+        try:
+            scheme = with_overrides(preset(self.scheme), self.group_size)
+        except ConfigError as error:
+            raise QuantizeError(str(error)) from None
+        if self.actorder not in (None, "static", "weight"):
+            raise QuantizeError(f"act-order {self.actorder!r}: llm-compressor makes 'static' or 'weight' (compressed-tensors "
+                                "0.19 removed 'group')")
+        if self.actorder and scheme.weights.type != "int":
+            raise QuantizeError(f"act-order is GPTQ's; {scheme.name} has float weights, made by round-to-nearest")
+        if self.dtype not in ("float16", "bfloat16"):
+            raise QuantizeError(f"dtype {self.dtype!r}: the saved model is float16 or bfloat16")
+
+    @property
+    def uses_gptq(self) -> bool:
+        """GPTQ for integer weights; round-to-nearest for float ones (FP8, FP4), as llm-compressor's examples do."""
+        from pytest_whisperq.checks.scheme import preset
+
+        return preset(self.scheme).weights.type == "int"
 
 
 def llmcompressor_available() -> bool:
@@ -99,7 +137,7 @@ def cache_inputs(base_dir: Path, calibration: Sequence[Utterance], recipe: Recip
     }
 
 
-def quantize_w4a16(
+def quantize_checkpoint(
     base_dir: Path,
     base_name: str,
     calibration: Sequence[Utterance],
@@ -108,18 +146,20 @@ def quantize_w4a16(
     recipe: Recipe = Recipe(),
     evaluation: Sequence[Utterance] = (),
 ) -> Path:
-    """The cached W4A16 checkpoint of `base_dir` for these inputs, made once."""
+    """The cached checkpoint of `base_dir` quantized by `recipe` (W4A16 by default) for these inputs, made once."""
     require_llmcompressor()
+    recipe.validate()
     if not calibration:
         raise QuantizeError("no calibration utterances")
     refuse_overlap(calibration, evaluation)
     inputs = cache_inputs(base_dir, calibration, recipe, device)
-    name = f"{base_name}-W4A16"
+    name = f"{base_name}-{recipe.label}"
 
     def build(out_dir: Path) -> None:
         began = time.perf_counter()
-        with progress.task(f"quantizing {base_name} to W4A16 (GPTQ on {len(calibration)} calibration utterances, "
-                           f"{device}; once, then cached)"):
+        algorithm = "GPTQ" if recipe.uses_gptq else "round-to-nearest"
+        with progress.task(f"quantizing {base_name} to {recipe.label} ({algorithm}, calibrated on {len(calibration)} "
+                           f"utterances, {device}; once, then cached)"):
             threads = run_gptq(base_dir, out_dir, calibration, recipe, device)
         for carried in CARRIED_FILES:
             if (base_dir / carried).is_file() and not (out_dir / carried).exists():
@@ -137,6 +177,26 @@ def quantize_w4a16(
         (out_dir / PROVENANCE_NAME).write_text(json.dumps(provenance, indent=2) + "\n")
 
     return cache.get_or_build("quantized", name, inputs, build)
+
+
+def build_modifier(recipe: Recipe) -> Any:
+    """llm-compressor's modifier for the recipe: the preset as compressed-tensors defines it, with the group size
+    set; GPTQ for integer weights (with the act-order set), round-to-nearest for float weights."""
+    from compressed_tensors.quantization.quant_scheme import preset_name_to_scheme
+    from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
+
+    targets, ignore = list(recipe.targets), list(recipe.ignore)
+    if recipe.group_size is None:
+        groups: dict[str, Any] = {"scheme": recipe.scheme.upper(), "targets": targets}
+    else:
+        scheme = preset_name_to_scheme(recipe.scheme.upper(), targets)
+        scheme.weights.group_size = recipe.group_size
+        groups = {"config_groups": {"group_0": scheme}}
+    if not recipe.uses_gptq:
+        return QuantizationModifier(ignore=ignore, **groups)
+    if recipe.actorder is not None:
+        groups["actorder"] = recipe.actorder
+    return GPTQModifier(ignore=ignore, **groups)
 
 
 def decoder_prompt(generation_config: Any, language: str = "en") -> list[int]:
@@ -158,7 +218,6 @@ def run_gptq(base_dir: Path, out_dir: Path, calibration: Sequence[Utterance], re
     import torch
     from datasets import Dataset
     from llmcompressor import oneshot
-    from llmcompressor.modifiers.quantization import GPTQModifier
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
     calibration_dtype = torch.float16 if device == "cuda" else torch.float32
@@ -191,15 +250,16 @@ def run_gptq(base_dir: Path, out_dir: Path, calibration: Sequence[Utterance], re
             "decoder_input_ids": torch.tensor(row["decoder_input_ids"])[None],
         }
 
-    modifier = GPTQModifier(targets=list(recipe.targets), scheme=recipe.scheme, ignore=list(recipe.ignore))
+    modifier = build_modifier(recipe)
     try:
         oneshot(model=model, processor=processor, dataset=dataset, recipe=modifier, data_collator=collate,
                 num_calibration_samples=len(calibration), shuffle_calibration_samples=False,
                 pipeline=recipe.pipeline, batch_size=1)
     except Exception as error:
         raise QuantizeError(f"llm-compressor failed to quantize {base_dir}: {type(error).__name__}: {error}") from error
-    model.to(torch.float16)
-    model.config.dtype = torch.float16
+    saved_dtype = getattr(torch, recipe.dtype)
+    model.to(saved_dtype)
+    model.config.dtype = saved_dtype
     with warnings.catch_warnings():  # llm-compressor's hooks look like offloading to transformers
         warnings.filterwarnings("ignore", message="Attempting to save a model with offloaded modules")
         model.save_pretrained(str(out_dir), save_compressed=True)

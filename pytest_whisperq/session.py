@@ -16,9 +16,10 @@ if TYPE_CHECKING:
     from pytest_whisperq.backends import Backend, Hypothesis
     from pytest_whisperq.backends.server import StartGroup
     from pytest_whisperq.checks.fidelity import LayerError, Tolerance
-    from pytest_whisperq.checks.quant_config import Scheme
+    from pytest_whisperq.checks.scheme import Scheme
     from pytest_whisperq.checks.throughput import Rounds, Throughput
     from pytest_whisperq.checks.transcripts import WerReport
+    from pytest_whisperq.quantize import Recipe
     from pytest_whisperq.data import Utterance
     from pytest_whisperq.models.resolve import ResolvedModel
     from pytest_whisperq.models.tensors import CheckpointTensors
@@ -91,18 +92,27 @@ class WhisperqSession:
             return self._once(key, self._quantized_base)
         return self._once(key, lambda: resolve(key[1], self.cache, self.settings.allow_pickle))
 
+    def quantize_recipe(self) -> Recipe:
+        """What the quantize fixture makes: --whisperq-scheme (W4A16 under auto), its group size and act-order."""
+        from pytest_whisperq.checks.scheme import AUTO, DEFAULT_PRESET
+        from pytest_whisperq.quantize import Recipe
+
+        settings = self.settings
+        return Recipe(scheme=DEFAULT_PRESET if settings.scheme == AUTO else settings.scheme,
+                      group_size=settings.group_size, actorder=None if settings.actorder == "none" else settings.actorder)
+
     def _quantized_base(self) -> ResolvedModel:
-        """The W4A16 checkpoint of the base, made here with llm-compressor (cached by content)."""
+        """The base quantized here with llm-compressor by `quantize_recipe` (cached by content)."""
         from pytest_whisperq.backends.transformers_backend import resolve_device
         from pytest_whisperq.models.resolve import ResolvedModel
         from pytest_whisperq.models.spec import QUANTIZE, ModelSpec
-        from pytest_whisperq.quantize import quantize_w4a16, require_llmcompressor
+        from pytest_whisperq.quantize import quantize_checkpoint, require_llmcompressor
 
         require_llmcompressor()
         base = self.resolved("base")
-        path = quantize_w4a16(
+        path = quantize_checkpoint(
             base.path, base.spec.raw, self.calibration_data(), self.cache,
-            device=resolve_device(self.settings.device), evaluation=self.eval_data(),
+            device=resolve_device(self.settings.device), recipe=self.quantize_recipe(), evaluation=self.eval_data(),
         )
         return ResolvedModel(ModelSpec(QUANTIZE, "quantize", QUANTIZE), path)
 
@@ -255,9 +265,12 @@ class WhisperqSession:
         return self._once(("vocabulary", path), lambda: vocabulary(path))
 
     def scheme(self) -> Scheme:
-        from pytest_whisperq.checks.quant_config import Scheme
+        """The scheme the model is gated as: --whisperq-scheme, or under auto the one its config declares."""
+        from pytest_whisperq.checks.scheme import resolve_scheme
 
-        return Scheme(group_size=self.settings.group_size)
+        settings = self.settings
+        return self._once(("scheme",), lambda: resolve_scheme(settings.scheme, self.tensors("model").config,
+                                                               settings.group_size, settings.actorder))
 
     def tolerance(self) -> Tolerance:
         from pytest_whisperq.checks.fidelity import Tolerance
@@ -268,8 +281,12 @@ class WhisperqSession:
         """Each quantized Linear's dequantized error against the base, computed once a run."""
         from pytest_whisperq.checks.fidelity import layer_errors
 
+        from pytest_whisperq.checks.scheme import AUTO, resolve_scheme
+
         model, base = self.tensors("model"), self.tensors("base")
-        return self._once(("layer_errors", model.path, base.path), lambda: layer_errors(model, base, self.scheme()))
+        # dequantized as declared, as loaders read it, whatever scheme it is gated as (that is the format checks')
+        return self._once(("layer_errors", model.path, base.path),
+                          lambda: layer_errors(model, base, resolve_scheme(AUTO, model.config)))
 
     # --- data and text ------------------------------------------------------------------
     def eval_data(self) -> list[Utterance]:
@@ -417,6 +434,9 @@ class WhisperqSession:
     def throughput_rounds_if_measured(self) -> Rounds | None:
         return self._made("throughput_rounds")
 
+    def scheme_if_resolved(self) -> Scheme | None:
+        return self._made(("scheme",))
+
     def backend_identities(self) -> list[dict[str, Any]]:
         return [{"model": str(backend.model.path), **backend.identity()} for backend in self._backends]
 
@@ -475,6 +495,9 @@ class WhisperqSession:
                 for (path, backend, _), (count, reused) in self.transcript_sources.items():
                     if path == str(memo[1].path):
                         lines.append(f"  {count} utterances {transcript_origin(count, reused)} ({backend})")
+                scheme = self.scheme_if_resolved() if role == "model" else None
+                if scheme is not None:
+                    lines.append(f"  gated as {scheme.label} [{scheme.source}]")
         return lines
 
 

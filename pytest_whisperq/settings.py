@@ -206,6 +206,21 @@ def _pools(name: str) -> Callable[[str], tuple[str, ...]]:
     return parse
 
 
+def _scheme(name: str) -> Callable[[str], str]:
+    """auto, or one of compressed-tensors' preset scheme names (any case), checked against the library's own list."""
+    def parse(value: str) -> str:
+        if value.strip().lower() == "auto":
+            return "auto"
+        from pytest_whisperq.checks.scheme import preset
+
+        try:
+            return preset(value.strip()).name
+        except ConfigError as error:
+            raise ConfigError(f"{name}: {error}") from None
+
+    return parse
+
+
 def _flag(name: str) -> Callable[[str], bool]:
     def parse(value: str) -> bool:
         lowered = value.strip().lower()
@@ -351,8 +366,16 @@ OPTIONS: tuple[Option, ...] = (
     _opt("min_throughput_ratio", _fraction, default="0.8", metavar="RATIO",
          help="throughput floor relative to the base measured in the same run: model RTFx / base RTFx, judged on "
               "the interleaved rounds by the decision rule; not applicable where both run dense weights (default: 0.8)"),
-    _opt("group_size", _positive_int, default="128", metavar="N",
-         help="the INT4 weights' expected group size (default: 128, as W4A16 is published)"),
+    _opt("scheme", _scheme, default="auto", metavar="NAME",
+         help="the quantization scheme the checkpoint must have: a compressed-tensors preset (W4A16, W4A16_ASYM, "
+              "W8A16, W8A8, FP8, FP8_DYNAMIC, FP8_BLOCK, NVFP4A16, NVFP4, ...), or auto: the scheme its config "
+              "declares, gated as that scheme and named in the report (default: auto)"),
+    _opt("group_size", _positive_int, default=None, metavar="N",
+         help="the weights' group size the scheme must have, where it quantizes in groups (default: the scheme's "
+              "own: the preset's, or under auto the declared one)"),
+    _opt("actorder", _choice, ("none", "group", "weight", "static"), default=None, metavar="ORDER",
+         help="the GPTQ activation ordering the checkpoint must declare (group: stores weight_g_idx) "
+              "(default: any)"),
     _opt("max_layer_error", _number, 0.0, default="0.6", metavar="RATIO",
          help="largest relative error ||dequantized - base|| / ||base|| allowed for any Linear layer (default: 0.6)"),
     _opt("layer_error_factor", _number, 1.0, default="3", metavar="FACTOR",
@@ -426,7 +449,9 @@ class Settings:
     min_rtfx: float | None
     min_tokens_per_second: float | None
     min_throughput_ratio: float
-    group_size: int
+    scheme: str
+    group_size: int | None
+    actorder: str | None
     max_layer_error: float
     layer_error_factor: float
     json: Path | None

@@ -80,6 +80,23 @@ def quantization_config(num_bits: int = 4, group_size: int = 128, ignore: list[s
     }
 
 
+def scheme_config(preset: str, ignore: list[str] | None = None, **weights: Any) -> dict[str, Any]:
+    """config.json's quantization_config for compressed-tensors' preset scheme `preset` as llm-compressor writes
+    it (the library's own arguments and format), with `weights` fields changed."""
+    import torch
+    from compressed_tensors.compressors.format import infer_module_format
+    from compressed_tensors.quantization.quant_scheme import preset_name_to_scheme
+
+    scheme = preset_name_to_scheme(preset, ["Linear"])
+    stored = infer_module_format(torch.nn.Linear, scheme).value
+    group = scheme.model_dump(mode="json")
+    group["weights"].update(weights)
+    group["format"] = stored
+    return {"quant_method": "compressed-tensors", "format": stored, "quantization_status": "compressed",
+            "config_groups": {"group_0": group}, "ignore": ["proj_out"] if ignore is None else ignore,
+            "kv_cache_scheme": None, "sparsity_config": {}}
+
+
 # --- Whisper's architecture, for synthetic checkpoints ------------------------------------------
 
 WHISPER_LARGE_V3 = {

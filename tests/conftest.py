@@ -89,10 +89,10 @@ def tiny_en_w4a16(whisper_tiny_en_dir: Path, shared_cache: Cache) -> Path:
     """whisper-tiny.en quantized here to W4A16 (GPTQ, 8 calibration utterances; ~30 s once, then cached).
     Fewer samples leave outlier layers (2 samples: encoder.layers.3.fc2 at 3.6x the median error)."""
     from pytest_whisperq.data import load_local_dataset
-    from pytest_whisperq.quantize import quantize_w4a16
+    from pytest_whisperq.quantize import quantize_checkpoint
     from pytest_whisperq.resources import default_calib_dir, default_eval_dir
 
-    return quantize_w4a16(whisper_tiny_en_dir, "whisper-tiny.en", load_local_dataset(default_calib_dir())[:8],
+    return quantize_checkpoint(whisper_tiny_en_dir, "whisper-tiny.en", load_local_dataset(default_calib_dir())[:8],
                           shared_cache, evaluation=load_local_dataset(default_eval_dir()))
 
 
@@ -102,10 +102,10 @@ def tiny_en_lm_head_mistake(whisper_tiny_en_dir: Path, shared_cache: Cache) -> P
     from dataclasses import replace
 
     from pytest_whisperq.data import load_local_dataset
-    from pytest_whisperq.quantize import Recipe, quantize_w4a16
+    from pytest_whisperq.quantize import Recipe, quantize_checkpoint
     from pytest_whisperq.resources import default_calib_dir
 
-    return quantize_w4a16(whisper_tiny_en_dir, "whisper-tiny.en", load_local_dataset(default_calib_dir())[:8],
+    return quantize_checkpoint(whisper_tiny_en_dir, "whisper-tiny.en", load_local_dataset(default_calib_dir())[:8],
                           shared_cache, recipe=replace(Recipe(), ignore=("lm_head",)))
 
 
@@ -115,10 +115,10 @@ def whisper_base_w4a16(whisper_base_dir: Path, shared_cache: Cache) -> Path:
     utterances (about 2 minutes once, then cached; the same cache entry as the gate's). With only 8
     utterances the result fails the accuracy gate (+1.66 points on real speech, measured)."""
     from pytest_whisperq.data import load_local_dataset
-    from pytest_whisperq.quantize import quantize_w4a16
+    from pytest_whisperq.quantize import quantize_checkpoint
     from pytest_whisperq.resources import default_calib_dir, default_eval_dir
 
-    return quantize_w4a16(whisper_base_dir, "whisper-base", load_local_dataset(default_calib_dir())[:32],
+    return quantize_checkpoint(whisper_base_dir, "whisper-base", load_local_dataset(default_calib_dir())[:32],
                           shared_cache, evaluation=load_local_dataset(default_eval_dir()))
 
 

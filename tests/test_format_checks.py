@@ -13,7 +13,7 @@ from pytest_whisperq.checks.fidelity import dequantized_weight
 from pytest_whisperq.checks.checkpoint_format import Linear
 from pytest_whisperq.checks.format_suite import format_checks
 from pytest_whisperq.checks.packing import pack_int32
-from pytest_whisperq.checks.quant_config import Scheme
+from pytest_whisperq.checks.scheme import preset, resolve_scheme
 from pytest_whisperq.models.tensors import CheckpointTensors
 from pytest_whisperq.results import CheckResult
 
@@ -24,12 +24,15 @@ GROUP = "config_groups.group_0"
 FIRST = "model.decoder.layers.0.encoder_attn.k_proj"  # listed first when every layer is wrong: [384, 384]
 
 
-def results(model_dir: Path, base_dir: Path) -> dict[str, CheckResult]:
-    return {r.name: r for r in format_checks(CheckpointTensors.open(model_dir), CheckpointTensors.open(base_dir))}
+def results(model_dir: Path, base_dir: Path, scheme: str = "W4A16") -> dict[str, CheckResult]:
+    """The format checks with the scheme named (as --whisperq-scheme W4A16), or declared under "auto"."""
+    model = CheckpointTensors.open(model_dir)
+    expected = resolve_scheme(scheme, model.config)
+    return {r.name: r for r in format_checks(model, CheckpointTensors.open(base_dir), expected)}
 
 
-def failing(model_dir: Path, base_dir: Path) -> dict[str, CheckResult]:
-    return {name: r for name, r in results(model_dir, base_dir).items() if not r.ok}
+def failing(model_dir: Path, base_dir: Path, scheme: str = "W4A16") -> dict[str, CheckResult]:
+    return {name: r for name, r in results(model_dir, base_dir, scheme).items() if not r.ok}
 
 
 def text(result: CheckResult) -> str:
@@ -41,8 +44,9 @@ def good(tiny_en_w4a16: Path) -> Path:
     return tiny_en_w4a16
 
 
-def test_a_good_checkpoint_passes_every_format_check(good, whisper_tiny_en_dir):
-    outcome = results(good, whisper_tiny_en_dir)
+@pytest.mark.parametrize("scheme", ["W4A16", "auto"])
+def test_a_good_checkpoint_passes_every_format_check(good, whisper_tiny_en_dir, scheme):
+    outcome = results(good, whisper_tiny_en_dir, scheme)
     assert len(outcome) == 10 and all(r.ok for r in outcome.values()), [text(r) for r in outcome.values() if not r.ok]
     assert outcome["linears_packed"].observed == "64/64"
     assert "103 unquantized tensors" in outcome["untouched_tensors_equal"].detail
@@ -76,7 +80,7 @@ def test_an_ignore_entry_that_names_nothing(good, whisper_tiny_en_dir, tmp_path)
     message = text(failed["ignore_list"])
     assert "entry 'lm_head' names no module of this model; Whisper's output head is 'proj_out'" in message
     # a regex over real Linears is worse than a stale name: it leaves them dense where loaders expect packed
-    assert ("entry 're:.*encoder_attn.q_proj$' excludes 4 Linear layers that W4A16 quantizes "
+    assert ("entry 're:.*encoder_attn.q_proj$' excludes 4 Linear layers that the scheme quantizes "
             "(model.decoder.layers.0.encoder_attn.q_proj, ") in message
 
 
@@ -91,7 +95,7 @@ def test_a_linear_left_dense(good, whisper_tiny_en_dir, tmp_path):
     assert set(failed) == {"linears_packed", "dequantized_weights_close"}
     assert failed["linears_packed"].observed == "63/64"
     assert f"{LAYER}.weight: dense F16 weight instead of weight_packed: left dense" in text(failed["linears_packed"])
-    assert f"{LAYER}: could not be dequantized (not packed)" in text(failed["dequantized_weights_close"])
+    assert f"{LAYER}: could not be dequantized (not quantized: no weight_scale)" in text(failed["dequantized_weights_close"])
 
 
 def test_a_dense_k_proj_breaks_vllm_fusion(good, whisper_tiny_en_dir, tmp_path):
@@ -99,8 +103,8 @@ def test_a_dense_k_proj_breaks_vllm_fusion(good, whisper_tiny_en_dir, tmp_path):
     base = CheckpointTensors.open(whisper_tiny_en_dir)
     broken = edited_copy(good, tmp_path / "mixed", lambda t: _dense(t, module, base.read(f"{module}.weight")))
     fused = failing(broken, whisper_tiny_en_dir)["fused_projections_alike"]
-    assert ("model.decoder.layers.2.encoder_attn: k_proj dense F16, v_proj packed I32 x48 scale F16 x3"
-            in text(fused)), text(fused)
+    assert ("model.decoder.layers.2.encoder_attn: k_proj weight F16 x384, v_proj weight_packed I32 x48 "
+            "weight_scale F16 x3" in text(fused)), text(fused)
 
 
 def _requantize_all(tensors, base: CheckpointTensors, num_bits: int, group_size: int):
@@ -121,6 +125,7 @@ def test_a_wrong_group_size(good, whisper_tiny_en_dir, tmp_path):
     assert set(failed) == {"quantization_config", "linears_packed"}
     assert f"quantization_config.{GROUP}.weights.group_size: 64, expected 128" in text(failed["quantization_config"])
     assert f"{FIRST}.weight_scale: F16 [384, 6], expected F16 [384, 3]" in text(failed["linears_packed"])
+    assert not failing(broken, whisper_tiny_en_dir, "auto")  # declared and stored alike: W4A16 in groups of 64
 
 
 def test_eight_bit_weights(good, whisper_tiny_en_dir, tmp_path):
@@ -131,6 +136,8 @@ def test_eight_bit_weights(good, whisper_tiny_en_dir, tmp_path):
     assert {"quantization_config", "linears_packed"} <= set(failed)
     assert f"{GROUP}.weights.num_bits: 8, expected 4" in text(failed["quantization_config"])
     assert f"{FIRST}.weight_packed: I32 [384, 96], expected I32 [384, 48]" in text(failed["linears_packed"])
+    declared = results(broken, whisper_tiny_en_dir, "auto")  # consistent: a W8A16 checkpoint in groups of 128
+    assert all(r.ok for r in declared.values()) and "declares W8A16 (" in declared["quantization_config"].detail
 
 
 def test_asymmetric_zero_points(good, whisper_tiny_en_dir, tmp_path):
@@ -158,9 +165,15 @@ def test_quantized_activations(good, whisper_tiny_en_dir, tmp_path):
 
     broken = edited_copy(good, tmp_path / "w4a8", add_input_scales, quantize_inputs)
     failed = failing(broken, whisper_tiny_en_dir)
-    assert set(failed) == {"quantization_config", "linears_packed"}
+    # as declared (INT weights with INT8 activations: int-quantized), loaders would find no int8 weights to read
+    assert set(failed) == {"quantization_config", "linears_packed", "dequantized_weights_close"}
+    assert f"{FIRST}: could not be dequantized" in text(failed["dequantized_weights_close"])
     assert f"{GROUP}.input_activations: {activations!r}, expected None" in text(failed["quantization_config"])
-    assert f"{LAYER}.input_scale: not in the base, expected none (quantized activations?" in text(failed["linears_packed"])
+    assert (f"{LAYER}.input_scale: present, expected none (the scheme quantizes no activations)"
+            in text(failed["linears_packed"]))
+    # declared as static INT8 activations, every other Linear lacks its calibrated input scale
+    declared = failing(broken, whisper_tiny_en_dir, "auto")
+    assert f"{FIRST}.input_scale: missing, expected F16 [1]" in text(declared["linears_packed"])
 
 
 def test_a_wrong_weight_shape(good, whisper_tiny_en_dir, tmp_path):
@@ -221,7 +234,7 @@ def test_our_dequantization_matches_compressed_tensors_on_a_real_gptq_layer(good
                                                                              group_size=128))
     state = {p: torch.from_numpy(model.read(f"{LAYER}.{p}")) for p in ("weight_packed", "weight_scale", "weight_shape")}
     theirs = PackedQuantizationCompressor.decompress(state, scheme)["weight"].numpy()
-    ours = dequantized_weight(model, Linear(LAYER, 1536, 384), Scheme())
+    ours = dequantized_weight(model, Linear(LAYER, 1536, 384), preset("W4A16"))
     assert np.array_equal(ours.astype(np.float16), theirs)
 
 
@@ -235,7 +248,7 @@ def test_tensors_added_beside_a_linear_or_the_head(good, whisper_tiny_en_dir, tm
     failed = failing(edited_copy(good, tmp_path / "added", add), whisper_tiny_en_dir)
     assert set(failed) == {"linears_packed", "output_head_untouched"}
     assert f"{k_bias}: not in the base, expected none" in text(failed["linears_packed"])
-    assert "proj_out.input_scale: not in the base, expected the head to be a plain weight" in text(failed["output_head_untouched"])
+    assert "proj_out.input_scale: the output head is quantized, expected it dense" in text(failed["output_head_untouched"])
 
 
 def test_a_string_for_tie_word_embeddings(good, whisper_tiny_en_dir, tmp_path):

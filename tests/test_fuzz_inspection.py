@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from pytest_whisperq.checks.compat import check_same_architecture
 from pytest_whisperq.checks.format_suite import format_checks
-from pytest_whisperq.checks.quant_config import Scheme, check_ignore_list, check_model_dtype, check_quantization_config
+from pytest_whisperq.checks.quant_config import check_ignore_list, check_model_dtype, check_quantization_config
+from pytest_whisperq.checks.scheme import preset, resolve_scheme
 from pytest_whisperq.errors import WhisperqError
 from pytest_whisperq.models.tensors import DTYPES, INDEX_NAME, CheckpointTensors
 from pytest_whisperq.results import CheckResult
@@ -168,8 +169,9 @@ configs = st.fixed_dictionaries({"model_type": st.just("whisper")}, optional={
 @fuzz(600)
 @given(config=configs, base=configs)
 def test_config_checks_give_a_result_for_any_config(config: dict, base: dict) -> None:
-    scheme = Scheme()
-    for check in (lambda: check_quantization_config(config, scheme), lambda: check_model_dtype(config, scheme),
+    declared = resolve_scheme("auto", config)  # any config resolves: what it cannot declare, the checks say
+    for check in (lambda: check_quantization_config(config, preset("W4A16")),
+                  lambda: check_quantization_config(config, declared), lambda: check_model_dtype(config),
                   lambda: check_same_architecture(config, base),
                   lambda: check_ignore_list(config, ["model.encoder.layers.0.fc1", "proj_out"], ["model.encoder.layers.0.fc1"])):
         try:
@@ -256,7 +258,7 @@ def test_the_format_suite_on_mutated_w4a16_checkpoints(small_pair, tmp_path_fact
     _write_raw(mutated, config, tensors)
     try:
         model = CheckpointTensors.open(mutated)
-        results = format_checks(model, CheckpointTensors.open(base_dir), Scheme())
+        results = format_checks(model, CheckpointTensors.open(base_dir), preset("W4A16"))
     except WhisperqError:
         event("refused")
         return
@@ -269,6 +271,6 @@ def test_the_format_suite_on_mutated_w4a16_checkpoints(small_pair, tmp_path_fact
 def test_an_unmutated_small_pair_passes_the_format_suite(small_pair) -> None:
     """The mutation fuzz starts from a checkpoint the suite accepts, so failures there are the mutations'."""
     model_dir, base_dir = small_pair
-    results = format_checks(CheckpointTensors.open(model_dir), CheckpointTensors.open(base_dir), Scheme())
+    results = format_checks(CheckpointTensors.open(model_dir), CheckpointTensors.open(base_dir), preset("W4A16"))
     assert [r.name for r in results if not r.ok] == []
     assert np.isfinite([r.observed for r in results if isinstance(r.observed, float)]).all()

@@ -14,7 +14,7 @@ from pytest_whisperq import quantize
 from pytest_whisperq.cache import Cache, sha256_file
 from pytest_whisperq.data import Utterance, load_local_dataset
 from pytest_whisperq.errors import QuantizeError
-from pytest_whisperq.quantize import Recipe, cache_inputs, quantize_w4a16, refuse_overlap
+from pytest_whisperq.quantize import Recipe, cache_inputs, quantize_checkpoint, refuse_overlap
 from pytest_whisperq.resources import default_calib_dir, default_eval_dir
 
 
@@ -88,20 +88,20 @@ def test_a_repeat_reuses_and_a_failed_run_leaves_nothing(tmp_path, calibration, 
     monkeypatch.setattr(quantize, "run_gptq", fake_gptq)
     monkeypatch.setattr(quantize, "require_llmcompressor", lambda: None)
     cache = Cache(tmp_path / "cache")
-    first = quantize_w4a16(base, "b", calibration[:2], cache)
-    assert quantize_w4a16(base, "b", calibration[:2], cache) == first and calls == [2]
+    first = quantize_checkpoint(base, "b", calibration[:2], cache)
+    assert quantize_checkpoint(base, "b", calibration[:2], cache) == first and calls == [2]
     provenance = json.loads((first / "whisperq-quantization.json").read_text())
     assert provenance["samples"] == 2 and provenance["calibration_ids"] == [u.id for u in calibration[:2]]
     assert provenance["torch_threads"] == 1
     with pytest.raises(QuantizeError, match="killed half way"):
-        quantize_w4a16(base, "b", calibration[:3], cache)
+        quantize_checkpoint(base, "b", calibration[:3], cache)
     assert sorted(p.name for p in (tmp_path / "cache" / "quantized").iterdir() if p.is_dir()) == [first.name]
 
 
 def test_missing_llmcompressor_is_a_clear_error(tmp_path, calibration, monkeypatch):
     monkeypatch.setattr(quantize, "llmcompressor_available", lambda: False)
     with pytest.raises(QuantizeError, match=r"pip install 'pytest-whisperq\[quantize\]'"):
-        quantize_w4a16(_fake_base(tmp_path / "b"), "b", calibration[:2], Cache(tmp_path / "c"))
+        quantize_checkpoint(_fake_base(tmp_path / "b"), "b", calibration[:2], Cache(tmp_path / "c"))
 
 
 # --- real quantization -------------------------------------------------------------------------
@@ -153,7 +153,7 @@ def test_whisper_tiny_en_quantizes_reproducibly(whisper_tiny_en_dir, tiny_en_w4a
     threads = torch.get_num_threads()
     torch.set_num_threads(made_with)
     try:
-        again = quantize_w4a16(whisper_tiny_en_dir, "whisper-tiny.en", calibration[:8], Cache(tmp_path),
+        again = quantize_checkpoint(whisper_tiny_en_dir, "whisper-tiny.en", calibration[:8], Cache(tmp_path),
                                evaluation=evaluation)
     finally:
         torch.set_num_threads(threads)

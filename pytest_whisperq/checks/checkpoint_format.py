@@ -1,27 +1,36 @@
-"""Tensor-level format of a W4A16 checkpoint against its base: what is packed, what is untouched.
+"""Tensor-level format of a quantized checkpoint against its base: what is quantized, what is untouched.
 
-Header-level checks read only safetensors headers (and the 16-byte `weight_shape` tensors);
+What each quantized Linear stores follows from the scheme and its compressed-tensors format
+(`pack-quantized` INT weights in int32 words, `int-quantized`/`float-quantized` INT8 or FP8 weights,
+`nvfp4-pack-quantized` FP4 pairs in bytes), with scales shaped by the strategy (tensor, channel, group,
+block). Header-level checks read only safetensors headers (and the 16-byte `weight_shape` tensors);
 value checks read one tensor at a time, so memory stays bounded by the largest tensor.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pytest_whisperq.checks.packing import packed_columns, scale_columns
-from pytest_whisperq.checks.quant_config import HEAD, Scheme, check_ignore_list, find_quantization_config
+from pytest_whisperq.checks.packing import packed_columns
+from pytest_whisperq.checks.quant_config import HEAD, check_ignore_list, model_dtype
+from pytest_whisperq.checks.scheme import PACKED_FORMATS, UNPACKED_FORMATS, tensor_dtype
 from pytest_whisperq.errors import CheckpointError
 from pytest_whisperq.results import CheckResult, evidence_list
 
 if TYPE_CHECKING:
+    from pytest_whisperq.checks.scheme import QuantArgs, Scheme
     from pytest_whisperq.models.tensors import CheckpointTensors
 
 LINEAR_KINDS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 EMBED_TOKENS = "model.decoder.embed_tokens.weight"
-QUANT_PARAMS = ("weight_packed", "weight_scale", "weight_shape", "weight_zero_point", "weight_g_idx")
+# every tensor a quantized Linear may store beside (or instead of) its weight, in any format
+QUANT_PARAMS = ("weight_packed", "weight_scale", "weight_shape", "weight_zero_point", "weight_g_idx",
+                "weight_global_scale", "input_scale", "input_zero_point", "input_global_scale")
 # vLLM loads these as one fused matrix: all of a group must be quantized alike.
 FUSED_GROUPS = {"self_attn": ("q_proj", "k_proj", "v_proj"), "encoder_attn": ("k_proj", "v_proj")}
+SIXTEEN_BIT = ("float16", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -32,7 +41,7 @@ class Linear:
 
 
 def linear_layers(base: CheckpointTensors) -> list[Linear]:
-    """Every Linear of the base that W4A16 quantizes: attention projections and MLPs (not the head)."""
+    """Every Linear of the base that quantization targets: attention projections and MLPs (not the head)."""
     layers = []
     for name, info in base.tensors.items():
         module, _, param = name.rpartition(".")
@@ -50,15 +59,6 @@ def module_names(base: CheckpointTensors) -> set[str]:
     return names
 
 
-def _actorder_group(config: dict) -> bool:
-    quant, _ = find_quantization_config(config)
-    groups = (quant or {}).get("config_groups")
-    if not isinstance(groups, dict):
-        return False
-    return any(isinstance(g, dict) and isinstance(g.get("weights"), dict)
-               and g["weights"].get("actorder") == "group" for g in groups.values())
-
-
 def _declared_shape(model: CheckpointTensors, name: str) -> list[int] | None:
     info = model.tensors.get(name)
     if info is None or info.dtype not in ("I64", "I32") or info.shape != (2,):
@@ -66,53 +66,125 @@ def _declared_shape(model: CheckpointTensors, name: str) -> list[int] | None:
     return [int(v) for v in model.read(name)]
 
 
-def linear_problems(model: CheckpointTensors, base: CheckpointTensors, layer: Linear, scheme: Scheme,
-                    g_idx_allowed: bool) -> list[str]:
+def stored_dtype(config: dict) -> str:
+    """The safetensors dtype of the model's unquantized tensors: config.json's 16-bit dtype (fp16 when it
+    names none or another: the model_dtype check fails that on its own)."""
+    declared = model_dtype(config)
+    return tensor_dtype(declared if declared in SIXTEEN_BIT else "float16")
+
+
+def scale_shape(args: QuantArgs, rows: int, columns: int) -> tuple[int, ...] | None:
+    """The shape of a [rows, columns] tensor's scales under its strategy (None: not a static strategy)."""
+    if args.strategy == "tensor":
+        return (1,)
+    if args.strategy == "channel":
+        return (rows, 1)
+    if args.strategy in ("group", "tensor_group") and args.group_size:
+        return (rows, math.ceil(columns / args.group_size))
+    if args.strategy == "block" and args.block_structure and len(args.block_structure) == 2:
+        return (math.ceil(rows / args.block_structure[0]), math.ceil(columns / args.block_structure[1]))
+    return None
+
+
+def expected_layer_tensors(layer: Linear, scheme: Scheme, dtype: str) -> dict[str, tuple[str, tuple[int, ...] | None]]:
+    """Every tensor one quantized Linear stores in the scheme's format: parameter -> (safetensors dtype, shape;
+    None where the shape is not fixed), `weight_shape` aside. CheckpointError for a format not read here."""
+    weights, rows, columns = scheme.weights, layer.out_features, layer.in_features
+    scales = scale_shape(weights, rows, columns)
+    expected: dict[str, tuple[str, tuple[int, ...] | None]] = {}
+    if scheme.format == "pack-quantized":
+        expected["weight_packed"] = ("I32", (rows, packed_columns(columns, weights.num_bits)))
+        if not weights.symmetric:  # packed along the rows, as compressed-tensors packs zero points
+            expected["weight_zero_point"] = ("I32", None if scales is None else
+                                             (packed_columns(rows, weights.num_bits), scales[-1]))
+    elif scheme.format == "nvfp4-pack-quantized":
+        expected["weight_packed"] = ("U8", (rows, math.ceil(columns / 2)))
+        expected["weight_global_scale"] = ("F32", (1,))
+    elif scheme.format in UNPACKED_FORMATS and (weights.num_bits <= 8 if weights.type == "int" else weights.num_bits == 8):
+        expected["weight"] = ("I8" if weights.type == "int" else "F8_E4M3", (rows, columns))
+        if not weights.symmetric:
+            expected["weight_zero_point"] = ("I8", scales)
+    else:
+        raise CheckpointError(f"{scheme.name} stores its weights as {scheme.format} with {weights.num_bits}-bit "
+                              f"{weights.type} values, a layout this check does not read")
+    expected["weight_scale"] = (scheme.scale_dtype(dtype), scales)
+    if weights.actorder == "group":
+        expected["weight_g_idx"] = ("I32", (columns,))
+    activations = scheme.input_activations
+    if activations is not None and activations.dynamic is not True:
+        if activations.strategy == "tensor_group":
+            expected["input_global_scale"] = ("F32", (1,))
+        if activations.dynamic is False:  # static: calibrated scales in the checkpoint
+            expected["input_scale"] = (dtype, (1,) if activations.strategy == "tensor" else None)
+            if not activations.symmetric:
+                expected["input_zero_point"] = ("I8" if activations.type == "int" else dtype,
+                                                (1,) if activations.strategy == "tensor" else None)
+    return expected
+
+
+def linear_problems(model: CheckpointTensors, base: CheckpointTensors, layer: Linear, scheme: Scheme) -> list[str]:
     """What is wrong with one Linear's tensors, each naming the tensor and what was expected."""
     prefix, tensors, problems = layer.name, model.tensors, []
-    if f"{prefix}.weight" in tensors:
+    dtype = stored_dtype(model.config)
+    expected = expected_layer_tensors(layer, scheme, dtype)
+    dense = tensors.get(f"{prefix}.weight")
+    if scheme.format in PACKED_FORMATS and dense is not None:
         kind = "beside the packed weights" if f"{prefix}.weight_packed" in tensors else "instead of weight_packed: left dense"
-        problems.append(f"{prefix}.weight: dense {tensors[prefix + '.weight'].dtype} weight {kind}")
-    expected = {
-        "weight_packed": ("I32", (layer.out_features, packed_columns(layer.in_features, scheme.num_bits))),
-        "weight_scale": (scheme.tensor_dtype, (layer.out_features, scale_columns(layer.in_features, scheme.group_size))),
-    }
-    if f"{prefix}.weight_packed" not in tensors and f"{prefix}.weight" in tensors:
-        return problems  # a dense layer: one message is enough
-    for param, (dtype, shape) in expected.items():
+        problems.append(f"{prefix}.weight: dense {dense.dtype} weight {kind}")
+        if f"{prefix}.weight_packed" not in tensors:
+            return problems  # a dense layer: one message is enough
+    elif "weight" in expected and dense is not None and dense.dtype in ("F16", "BF16", "F32", "F64"):
+        return [f"{prefix}.weight: dense {dense.dtype} weight, expected {expected['weight'][0]} values: left unquantized"]
+    for param, (want_dtype, want_shape) in expected.items():
         info = tensors.get(f"{prefix}.{param}")
+        shown = f"{want_dtype} {list(want_shape)}" if want_shape is not None else want_dtype
         if info is None:
-            problems.append(f"{prefix}.{param}: missing, expected {dtype} {list(shape)}")
-        elif (info.dtype, info.shape) != (dtype, shape):
-            problems.append(f"{prefix}.{param}: {info.dtype} {list(info.shape)}, expected {dtype} {list(shape)}")
-    declared = _declared_shape(model, f"{prefix}.weight_shape")
-    if declared != [layer.out_features, layer.in_features]:
-        found = "missing or not an integer [2] tensor" if declared is None else str(declared)
-        problems.append(f"{prefix}.weight_shape: {found}, expected the base's [{layer.out_features}, {layer.in_features}]")
-    if f"{prefix}.weight_zero_point" in tensors:
-        problems.append(f"{prefix}.weight_zero_point: present, expected none (symmetric quantization has no zero point)")
-    g_idx = tensors.get(f"{prefix}.weight_g_idx")
-    if g_idx is not None and not g_idx_allowed:
-        problems.append(f"{prefix}.weight_g_idx: present, but the config declares no group act-order")
-    elif g_idx is not None and (g_idx.dtype, g_idx.shape) != ("I32", (layer.in_features,)):
-        problems.append(f"{prefix}.weight_g_idx: {g_idx.dtype} {list(g_idx.shape)}, expected I32 [{layer.in_features}]")
+            problems.append(f"{prefix}.{param}: missing, expected {shown}")
+        elif info.dtype != want_dtype or (want_shape is not None and info.shape != want_shape):
+            problems.append(f"{prefix}.{param}: {info.dtype} {list(info.shape)}, expected {shown}")
+    if scheme.format == "pack-quantized":
+        declared = _declared_shape(model, f"{prefix}.weight_shape")
+        if declared != [layer.out_features, layer.in_features]:
+            found = "missing or not an integer [2] tensor" if declared is None else str(declared)
+            problems.append(f"{prefix}.weight_shape: {found}, expected the base's [{layer.out_features}, {layer.in_features}]")
+    explained = {*expected, "weight_shape"} if scheme.format == "pack-quantized" else set(expected)
+    for param in QUANT_PARAMS:
+        if param not in explained and f"{prefix}.{param}" in tensors:
+            problems.append(f"{prefix}.{param}: present, expected none ({_why_absent(param, scheme)})")
     extra = sorted(n for n in tensors if n.rpartition(".")[0] == prefix and n not in base.tensors
                    and n.rpartition(".")[2] not in (*QUANT_PARAMS, "weight"))
-    problems.extend(f"{name}: not in the base, expected none (quantized activations? an added bias?)" for name in extra)
+    problems.extend(f"{name}: not in the base, expected none (an added bias? another format's tensor?)" for name in extra)
     return problems
 
 
+def _why_absent(param: str, scheme: Scheme) -> str:
+    """Why `scheme` stores no `param`, for the message."""
+    if param == "weight_zero_point":
+        return "symmetric quantization has no zero point"
+    if param == "weight_g_idx":
+        return "the scheme declares no group act-order"
+    if param.startswith("input_"):
+        acts = scheme.input_activations
+        return ("the scheme quantizes no activations" if acts is None else
+                f"its activations are {acts.describe()}: no calibrated activation scales are stored")
+    return f"{scheme.format} stores no {param}"
+
+
 def check_linears_packed(model: CheckpointTensors, base: CheckpointTensors, scheme: Scheme) -> CheckResult:
-    """Every Linear of encoder and decoder is INT4-packed with the base's shape, nothing dense left."""
+    """Every Linear of encoder and decoder is stored as the scheme's format requires, with the base's shape,
+    nothing dense left."""
     layers = linear_layers(base)
-    g_idx_allowed = _actorder_group(model.config)
-    per_layer = [linear_problems(model, base, layer, scheme, g_idx_allowed) for layer in layers]
+    try:
+        per_layer = [linear_problems(model, base, layer, scheme) for layer in layers]
+    except CheckpointError as error:
+        return CheckResult("linears_packed", False, observed=f"0/{len(layers)}", limit=f"{len(layers)}/{len(layers)}",
+                           detail=str(error))
     problems = [p for layer_problems in per_layer for p in layer_problems]
     bad = sum(1 for layer_problems in per_layer if layer_problems)
     return CheckResult(
         "linears_packed", not problems, observed=f"{len(layers) - bad}/{len(layers)}", limit=f"{len(layers)}/{len(layers)}",
-        detail=(f"every Linear (self/cross-attention, MLP) is {scheme.label} packed" if not problems else
-                f"{bad} of {len(layers)} Linear layers are not {scheme.label} packed as the base's shapes require"),
+        detail=(f"every Linear (self/cross-attention, MLP) is stored as {scheme.label}" if not problems else
+                f"{bad} of {len(layers)} Linear layers are not stored as {scheme.label} with the base's shapes"),
         evidence=evidence_list(problems),
     )
 
@@ -123,13 +195,13 @@ def check_ignore_list_against_base(model: CheckpointTensors, base: CheckpointTen
 
 
 def _signature(model: CheckpointTensors, module: str) -> str:
+    """How a Linear is stored, in terms that must agree across a fused group: each tensor's dtype and width."""
     tensors = model.tensors
-    if f"{module}.weight_packed" in tensors and f"{module}.weight_scale" in tensors:
-        packed, scale = tensors[f"{module}.weight_packed"], tensors[f"{module}.weight_scale"]
-        return f"packed {packed.dtype} x{packed.shape[-1]} scale {scale.dtype} x{scale.shape[-1]}"
-    if f"{module}.weight" in tensors:
-        return f"dense {tensors[module + '.weight'].dtype}"
-    return "missing"
+    present = [p for p in ("weight", *QUANT_PARAMS) if p != "weight_shape" and f"{module}.{p}" in tensors]
+    if not present:
+        return "missing"
+    return " ".join(f"{p} {tensors[f'{module}.{p}'].dtype} x{(tensors[f'{module}.{p}'].shape or (1,))[-1]}"
+                    for p in present)
 
 
 def check_fused_projections_alike(model: CheckpointTensors, base: CheckpointTensors) -> CheckResult:
@@ -190,16 +262,16 @@ def check_output_head(model: CheckpointTensors, base: CheckpointTensors) -> Chec
 
 
 def untouched_tensors(base: CheckpointTensors, layers: list[Linear]) -> list[str]:
-    """Base tensors W4A16 must leave as they are: all but the quantized Linears' weights and the head."""
+    """Base tensors quantization must leave as they are: all but the quantized Linears' weights and the head."""
     quantized = {f"{layer.name}.weight" for layer in layers}
     return sorted(n for n in base.tensors if n not in quantized and not n.startswith(HEAD + "."))
 
 
 def check_untouched_tensors_layout(model: CheckpointTensors, base: CheckpointTensors, scheme: Scheme) -> CheckResult:
-    """Embeddings, positions, convolutions, layer norms, biases: present, in fp16, the base's shapes;
-    and nothing in the checkpoint that W4A16 does not explain."""
+    """Embeddings, positions, convolutions, layer norms, biases: present, in the model's 16-bit dtype, the
+    base's shapes; and nothing in the checkpoint that the scheme does not explain."""
     layers = linear_layers(base)
-    expected_dtype = scheme.tensor_dtype
+    expected_dtype = stored_dtype(model.config)
     problems = []
     names = untouched_tensors(base, layers)
     for name in names:
@@ -211,35 +283,51 @@ def check_untouched_tensors_layout(model: CheckpointTensors, base: CheckpointTen
     explained = set(names) | {f"{layer.name}.{param}" for layer in layers for param in (*QUANT_PARAMS, "weight")}
     module_of = {layer.name for layer in layers} | {HEAD}
     unexplained = sorted(n for n in model.tensors if n not in explained and n.rsplit(".", 1)[0] not in module_of)
-    problems.extend(f"{name}: not in the base, unexpected in a W4A16 checkpoint of it" for name in unexplained)
+    problems.extend(f"{name}: not in the base, unexpected in a {scheme.name} checkpoint of it" for name in unexplained)
     return CheckResult(
         "untouched_tensors_layout", not problems, observed=len(problems), limit=0, unit=" problems",
         detail=(f"all {len(names)} unquantized tensors present as {expected_dtype} with the base's shapes"
-                if not problems else "tensors that W4A16 must not touch are missing, re-typed or reshaped"),
+                if not problems else f"tensors that {scheme.name} must not touch are missing, re-typed or reshaped"),
         evidence=evidence_list(problems),
     )
 
 
+def as_bfloat16(values):  # np.ndarray -> np.ndarray
+    """float32 values rounded to bfloat16 (nearest, ties to even), widened back to float32: numpy has no
+    bfloat16, and this is the rounding torch's cast does."""
+    import numpy as np
+
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    rounded = ((bits + np.uint32(0x7FFF) + ((bits >> 16) & 1)) & np.uint32(0xFFFF0000)).astype(np.uint32)
+    rounded = np.where(np.isnan(values), bits, rounded)  # NaN stays NaN
+    return rounded.view(np.float32)
+
+
 def _tensor_difference(model: CheckpointTensors, name: str, base: CheckpointTensors, base_name: str) -> str:
-    """'' when equal to the base's tensor cast to fp16; else what differs."""
+    """'' when equal to the base's tensor cast to the model's 16-bit dtype; else what differs."""
     import numpy as np
 
     ours, theirs = model.read(name), base.read(base_name)
     if ours.shape != theirs.shape:
         return f"shape {list(ours.shape)} vs {list(theirs.shape)}"
-    if ours.dtype != np.float16:
-        return f"dtype {model.tensors[name].dtype}"
-    theirs = theirs.astype(np.float16)
-    if np.array_equal(ours.view(np.uint16), theirs.view(np.uint16)):
+    stored = model.tensors[name].dtype
+    if stored == "F16":
+        ours, theirs = ours.view(np.uint16), theirs.astype(np.float16).view(np.uint16)
+    elif stored == "BF16":  # read widened to float32: compare the widened bits
+        ours, theirs = ours.view(np.uint32), as_bfloat16(theirs.astype(np.float32)).view(np.uint32)
+    else:
+        return f"dtype {stored}"
+    if np.array_equal(ours, theirs):
         return ""
-    differing = int(np.count_nonzero(ours.view(np.uint16) != theirs.view(np.uint16)))
+    differing = int(np.count_nonzero(ours != theirs))
+    as_float = {2: np.float16, 4: np.float32}[ours.itemsize]
     with np.errstate(invalid="ignore", over="ignore"):  # NaN or inf in a damaged tensor: still a difference
-        delta = float(np.nanmax(np.abs(ours.astype(np.float32) - theirs.astype(np.float32))))
+        delta = float(np.nanmax(np.abs(ours.view(as_float).astype(np.float32) - theirs.view(as_float).astype(np.float32))))
     return f"{differing} of {ours.size} values differ (max |difference| {delta:.3g})"
 
 
 def check_untouched_tensors_equal(model: CheckpointTensors, base: CheckpointTensors) -> CheckResult:
-    """Every unquantized tensor equals the base's, cast to fp16, bit for bit."""
+    """Every unquantized tensor equals the base's, cast to the model's 16-bit dtype, bit for bit."""
     names = [n for n in untouched_tensors(base, linear_layers(base)) if n in model]
     problems = []
     for name in names:
@@ -251,8 +339,9 @@ def check_untouched_tensors_equal(model: CheckpointTensors, base: CheckpointTens
             problems.append(f"{name}: {difference}")
     return CheckResult(
         "untouched_tensors_equal", not problems, observed=len(problems), limit=0, unit=" changed tensors",
-        detail=(f"all {len(names)} unquantized tensors equal the base's (cast to fp16)" if not problems else
-                "tensors W4A16 must leave alone were changed: this checkpoint was not made from this base, "
+        detail=(f"all {len(names)} unquantized tensors equal the base's (cast to {stored_dtype(model.config)})"
+                if not problems else
+                "tensors quantization must leave alone were changed: this checkpoint was not made from this base, "
                 "or something edited it after quantization"),
         evidence=evidence_list(problems),
     )

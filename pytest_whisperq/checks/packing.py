@@ -111,3 +111,45 @@ def quantize_symmetric(weight: np.ndarray, group_size: int, num_bits: int) -> tu
     safe = np.where(scale == 0, np.float16(1), scale).astype(np.float32)
     values = np.clip(np.rint(grouped / safe[:, :, None]), -q_max - 1, q_max).astype(np.int8)
     return values.reshape(rows, -1)[:, :columns], scale
+
+
+def unpack_rows_int32(packed: np.ndarray, num_bits: int, rows: int) -> np.ndarray:
+    """Values packed along dim 0 (compressed-tensors packs asymmetric zero points [rows, groups] this way):
+    int32 words [ceil(rows * bits / 32), groups] to signed int8 [rows, groups]."""
+    return unpack_int32(packed.T.copy(), num_bits, rows).T
+
+
+def _fp8_e4m3_table() -> np.ndarray:
+    """float32 value of each of the 256 FP8 E4M3FN codes (sign, 4 exponent bits with bias 7, 3 mantissa bits;
+    no infinities, S.1111.111 is NaN)."""
+    import numpy as np
+
+    codes = np.arange(256, dtype=np.uint32)
+    sign = np.where(codes & 0x80, -1.0, 1.0)
+    exponent, mantissa = (codes >> 3) & 0xF, (codes & 0x7).astype(np.float64)
+    value = np.where(exponent == 0, mantissa / 8 * 2.0 ** -6, (1 + mantissa / 8) * 2.0 ** (exponent.astype(np.float64) - 7))
+    value = sign * value
+    value[(exponent == 0xF) & ((codes & 0x7) == 0x7)] = np.nan
+    return value.astype(np.float32)
+
+
+# E2M1 (FP4) magnitudes of codes 0..7; bit 3 is the sign
+FP4_E2M1 = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+
+
+def decode_fp8_e4m3(raw: np.ndarray) -> np.ndarray:
+    """float32 values of FP8 E4M3FN bytes (safetensors F8_E4M3, read as uint8)."""
+    import numpy as np
+
+    return _fp8_e4m3_table()[raw.astype(np.uint8, copy=False)]
+
+
+def unpack_fp4(packed: np.ndarray, columns: int) -> np.ndarray:
+    """float32 FP4 (E2M1) values [rows, columns] from uint8 bytes [rows, columns / 2], the lower nibble first."""
+    import numpy as np
+
+    data = packed.astype(np.uint8, copy=False)
+    codes = np.empty((data.shape[0], data.shape[1] * 2), dtype=np.uint8)
+    codes[:, 0::2], codes[:, 1::2] = data & 0x0F, data >> 4
+    table = np.array(FP4_E2M1 + tuple(-v for v in FP4_E2M1), dtype=np.float32)
+    return table[codes[:, :columns]]

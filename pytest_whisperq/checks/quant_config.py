@@ -1,45 +1,24 @@
-"""config.json of a W4A16 checkpoint: the compressed-tensors quantization config, dtype, ignore list."""
+"""config.json of a quantized checkpoint: the compressed-tensors quantization config against the scheme
+it is gated as, the model dtype, the ignore list."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pytest_whisperq.checks.scheme import QuantArgs, find_quantization_config, model_dtype
+from pytest_whisperq.errors import ConfigError
 from pytest_whisperq.results import CheckResult, evidence_list
 
+if TYPE_CHECKING:
+    from pytest_whisperq.checks.scheme import Scheme
+
 HEAD = "proj_out"  # Whisper's output head; other models (and mistaken recipes) call theirs lm_head
+SIXTEEN_BIT = ("float16", "bfloat16")
 
-
-@dataclass(frozen=True)
-class Scheme:
-    """What the release claims: W4A16 is INT4 symmetric group-128 weights, fp16 activations."""
-
-    num_bits: int = 4
-    group_size: int = 128
-    model_dtype: str = "float16"
-
-    @property
-    def tensor_dtype(self) -> str:
-        """The safetensors dtype of scales and unquantized tensors."""
-        return {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}[self.model_dtype]
-
-    @property
-    def label(self) -> str:
-        return f"W{self.num_bits}A16 (INT{self.num_bits} symmetric, group {self.group_size}, {self.model_dtype})"
-
-
-def find_quantization_config(config: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
-    """(the quantization config, the key it was under); the legacy key is `compression_config`."""
-    for key in ("quantization_config", "compression_config"):
-        value = config.get(key)
-        if isinstance(value, dict):
-            nested = value.get("quantization_config")  # very old checkpoints nest it one level down
-            if key == "compression_config" and isinstance(nested, dict):
-                return nested, f"{key}.quantization_config"
-            return value, key
-    return None, "quantization_config"
+__all__ = ["HEAD", "check_ignore_list", "check_model_dtype", "check_quantization_config", "find_quantization_config",
+           "ignore_matches", "model_dtype"]
 
 
 def _outer_sparsity(config: dict[str, Any]) -> Any:
@@ -48,14 +27,35 @@ def _outer_sparsity(config: dict[str, Any]) -> Any:
     return outer.get("sparsity_config") if isinstance(outer, dict) and "quantization_config" in outer else None
 
 
-def model_dtype(config: dict[str, Any]) -> str | None:
-    value = config.get("dtype") or config.get("torch_dtype")
-    return str(value).removeprefix("torch.") if value is not None else None
+def _group_problems(group: dict[str, Any], where: str, scheme: Scheme) -> list[str]:
+    """One config group's deviations from the scheme: its targets, format and each argument."""
+    problems = []
+    if group.get("targets") != ["Linear"]:
+        problems.append(f"{where}.targets: {group.get('targets')!r}, expected ['Linear']")
+    if group.get("format") is not None and group["format"] != scheme.format:
+        problems.append(f"{where}.format: {group['format']!r}, expected {scheme.format!r} (how compressed-tensors "
+                        f"stores {scheme.name})")
+    if group.get("output_activations") is not None:
+        problems.append(f"{where}.output_activations: {group['output_activations']!r}, expected None")
+    for part, expected in (("weights", scheme.weights), ("input_activations", scheme.input_activations)):
+        raw = group.get(part)
+        if expected is None:
+            if raw is not None:
+                problems.append(f"{where}.{part}: {raw!r}, expected None ({scheme.name} keeps activations in 16 bits)")
+            continue
+        if raw is None:
+            problems.append(f"{where}.{part}: missing, expected {expected.describe()}")
+            continue
+        try:
+            problems += expected.differences(QuantArgs.from_config(raw, f"{where}.{part}"), f"{where}.{part}")
+        except ConfigError as error:
+            problems.append(str(error))
+    return problems
 
 
 def check_quantization_config(config: dict[str, Any], scheme: Scheme) -> CheckResult:
-    """compressed-tensors, pack-quantized, compressed; one Linear group of INT4 symmetric group
-    weights; no activation, output or KV-cache quantization; no sparsity or transforms."""
+    """compressed-tensors, compressed, in the scheme's format; one Linear group with the scheme's weight and
+    activation arguments; no output or KV-cache quantization; no sparsity or transforms."""
     quant, key = find_quantization_config(config)
     if quant is None:
         return CheckResult(
@@ -70,51 +70,41 @@ def check_quantization_config(config: dict[str, Any], scheme: Scheme) -> CheckRe
             problems.append(f"{key}.{path}: {observed!r}, expected {expected!r}")
 
     expect("quant_method", quant.get("quant_method"), "compressed-tensors")
-    expect("format", quant.get("format"), "pack-quantized")
+    expect("format", quant.get("format"), scheme.format)
     expect("quantization_status", quant.get("quantization_status"), "compressed")
     expect("kv_cache_scheme", quant.get("kv_cache_scheme"), None)
     for extra in ("sparsity_config", "transform_config"):
         if quant.get(extra):
-            problems.append(f"{key}.{extra}: {quant[extra]!r}, expected none (plain W4A16 has no {extra.split('_')[0]})")
+            problems.append(f"{key}.{extra}: {quant[extra]!r}, expected none ({scheme.name} has no {extra.split('_')[0]})")
     if _outer_sparsity(config):
-        problems.append(f"compression_config.sparsity_config: {_outer_sparsity(config)!r}, expected none (plain W4A16 is dense)")
+        problems.append(f"compression_config.sparsity_config: {_outer_sparsity(config)!r}, expected none "
+                        f"({scheme.name} is dense)")
     groups = quant.get("config_groups")
     if not isinstance(groups, dict) or len(groups) != 1:
         count = len(groups) if isinstance(groups, dict) else groups
         problems.append(f"{key}.config_groups: {count!r} groups, expected exactly one (targets [Linear])")
     else:
         [(name, group)] = groups.items()
-        where = f"config_groups.{name}"
-        group = group if isinstance(group, dict) else {}
-        expect(f"{where}.targets", group.get("targets"), ["Linear"])
-        if "format" in group and group["format"] is not None:
-            expect(f"{where}.format", group["format"], "pack-quantized")
-        expect(f"{where}.input_activations", group.get("input_activations"), None)
-        expect(f"{where}.output_activations", group.get("output_activations"), None)
-        weights = group.get("weights") if isinstance(group.get("weights"), dict) else {}
-        expect(f"{where}.weights.num_bits", weights.get("num_bits"), scheme.num_bits)
-        expect(f"{where}.weights.type", weights.get("type"), "int")
-        expect(f"{where}.weights.symmetric", weights.get("symmetric"), True)
-        expect(f"{where}.weights.strategy", weights.get("strategy"), "group")
-        expect(f"{where}.weights.group_size", weights.get("group_size"), scheme.group_size)
-        expect(f"{where}.weights.dynamic", weights.get("dynamic"), False)
+        problems += _group_problems(group if isinstance(group, dict) else {}, f"{key}.config_groups.{name}", scheme)
     legacy = " (legacy key)" if key != "quantization_config" else ""
     return CheckResult(
         "quantization_config", not problems, observed=len(problems), limit=0, unit=" deviations",
-        detail=(f"{key}{legacy} declares {scheme.label}, pack-quantized" if not problems else
-                f"{key}{legacy} does not declare {scheme.label} in pack-quantized form"),
+        detail=(f"{key}{legacy} declares {scheme.label}" if not problems else
+                f"{key}{legacy} does not declare {scheme.label}") + f" [scheme: {scheme.source}]",
         evidence=evidence_list(problems),
     )
 
 
-def check_model_dtype(config: dict[str, Any], scheme: Scheme) -> CheckResult:
-    """A16: activations (and every unquantized tensor) in the model dtype, fp16."""
+def check_model_dtype(config: dict[str, Any]) -> CheckResult:
+    """The 16-bit float the unquantized tensors and activations are kept in (fp16 or bf16; A16 schemes compute
+    in it, W8A8 and FP8 quantize activations from it)."""
     found = model_dtype(config)
+    ok = found in SIXTEEN_BIT
     return CheckResult(
-        "model_dtype", found == scheme.model_dtype, observed=found, limit=scheme.model_dtype,
-        detail=("config.json dtype is the activation dtype" if found == scheme.model_dtype else
-                f"config.json dtype is {found!r}: W4A16 keeps activations in {scheme.model_dtype}; "
-                f"cast the model to {scheme.model_dtype} before saving it compressed"),
+        "model_dtype", ok, observed=found, limit=" or ".join(SIXTEEN_BIT),
+        detail=(f"config.json dtype is {found}, the activation dtype" if ok else
+                f"config.json dtype is {found!r}: quantized Whisper keeps activations and unquantized tensors in "
+                "16 bits; cast the model to float16 (or bfloat16) before saving it compressed"),
     )
 
 
@@ -130,7 +120,7 @@ def ignore_matches(entry: str, name: str) -> bool:
 
 def check_ignore_list(config: dict[str, Any], module_names: Iterable[str], linears: Iterable[str] = ()) -> CheckResult:
     """`ignore` keeps the output head dense, names only modules that exist, and none of the Linears
-    W4A16 quantizes (loaders give an ignored module no scheme and expect a dense weight)."""
+    quantization targets (loaders give an ignored module no scheme and expect a dense weight)."""
     quant, key = find_quantization_config(config)
     ignore = (quant or {}).get("ignore") or []
     if not isinstance(ignore, list) or not all(isinstance(entry, str) for entry in ignore):
@@ -151,7 +141,7 @@ def check_ignore_list(config: dict[str, Any], module_names: Iterable[str], linea
         switched_off = [name for name in linears if ignore_matches(entry, name)]
         if switched_off:
             listing = ", ".join(switched_off[:3]) + (f" and {len(switched_off) - 3} more" if len(switched_off) > 3 else "")
-            problems.append(f"{key}.ignore entry {entry!r} excludes {len(switched_off)} Linear layers that W4A16 "
+            problems.append(f"{key}.ignore entry {entry!r} excludes {len(switched_off)} Linear layers that the scheme "
                             f"quantizes ({listing}); expected only the output head")
     return CheckResult(
         "ignore_list", not problems, observed=ignore, limit=[HEAD],

@@ -47,6 +47,16 @@ def model_record(session: WhisperqSession, role: str) -> dict[str, Any] | None:
             "revision": resolved.revision or resolved.spec.revision, "files": checkpoint_files(resolved.path)}
 
 
+def scheme_record(session: WhisperqSession) -> dict[str, Any] | None:
+    """The scheme the model was gated as (when the format tests ran): its name, where it came from, its arguments."""
+    scheme = session.scheme_if_resolved()
+    if scheme is None:
+        return None
+    return {"name": scheme.name, "label": scheme.label, "source": scheme.source, "format": scheme.format,
+            "weights": asdict(scheme.weights),
+            "input_activations": asdict(scheme.input_activations) if scheme.input_activations else None}
+
+
 def wer_record(session: WhisperqSession, role: str) -> dict[str, Any] | None:
     from pytest_whisperq.checks.accuracy import speech_pools
 
@@ -131,6 +141,7 @@ def collect(session: WhisperqSession, exit_status: int, charts: list[str] | None
         "skips_allowed": session.settings.allow_skip,
         "notes": list(session.notes),
         "models": {role: model_record(session, role) for role in ("model", "base")},
+        "scheme": scheme_record(session),
         "backends": session.backend_identities(),
         "environment": {"python": sys.version.split()[0], "platform": platform.platform(),
                         "machine": platform.machine(), "libraries": package_versions(LIBRARIES)},
