@@ -4,6 +4,7 @@
   suite-path         print the directory of the installed conformance suite
   check MODEL [...]  run the conformance suite on MODEL (extra arguments go to pytest)
   quantize BASE OUT  quantize BASE with llm-compressor (W4A16 GPTQ, or --scheme) (cached) and copy it to OUT
+  fidelity MODEL BASE  each quantized Linear's error against the base and its round-to-nearest floor
   resolution REPORT  what a run's evaluation data can tell apart: the WER gate's operating
                      characteristic, simulated on the report's per-utterance errors
 """
@@ -40,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     quantize.add_argument("--actorder", default=None, choices=("static", "weight"),
                           help="GPTQ's column order (default: llm-compressor's, static)")
     quantize.add_argument("--cache-dir", type=Path, default=None)
+    fidelity = commands.add_parser("fidelity", help="each quantized layer's error and its round-to-nearest floor")
+    fidelity.add_argument("model", help="the quantized checkpoint: built-in name, org/name[@revision], or a directory")
+    fidelity.add_argument("base", help="its base, the same ways")
+    fidelity.add_argument("--cache-dir", type=Path, default=None)
+    fidelity.add_argument("--top", type=int, default=10, help="layers listed, furthest first (default: 10)")
     resolution = commands.add_parser("resolution", help="simulate the WER gate's error rates on a report's data")
     resolution.add_argument("report", type=Path, help="a JSON report (--whisperq-json) of a run that measured WER")
     resolution.add_argument("--pool", default="real", help="speech pool to simulate (default: real)")
@@ -62,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             return _quantize(args)
         if args.command == "resolution":
             return _resolution(args)
+        if args.command == "fidelity":
+            return _fidelity(args)
         from pytest_whisperq.resources import conformance_dir
 
         if args.command == "suite-path":
@@ -95,6 +103,29 @@ def _quantize(args: argparse.Namespace) -> int:
     produced = session.resolved("model").path
     shutil.copytree(produced, args.out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(MANIFEST_NAME))
     print(args.out)
+    return 0
+
+
+def _fidelity(args: argparse.Namespace) -> int:
+    """The fidelity check's figures, layer by layer, as the suite computes them (dequantized as declared)."""
+    from pytest_whisperq.checks.fidelity import Tolerance, check_dequantized_close, layer_errors
+    from pytest_whisperq.checks.scheme import AUTO, resolve_scheme
+    from pytest_whisperq.models.resolve import resolve
+    from pytest_whisperq.models.spec import parse_model_spec
+    from pytest_whisperq.models.tensors import CheckpointTensors
+
+    cache = Cache(args.cache_dir or default_cache_root())
+    model, base = (CheckpointTensors.open(resolve(parse_model_spec(name), cache).path) for name in (args.model, args.base))
+    scheme = resolve_scheme(AUTO, model.config)
+    errors = layer_errors(model, base, scheme)
+    print(f"{args.model}: {scheme.label} [{scheme.source}]")
+    print(f"{'layer':48s} {'error':>7s} {'floor':>7s} {'x floor':>8s}")
+    for error in sorted(errors, key=lambda e: -(e.ratio or 0))[: args.top]:
+        if error.error is None:
+            print(f"{error.name:48s} not dequantized: {error.reason}")
+        else:
+            print(f"{error.name:48s} {error.error:7.4f} {error.floor or 0:7.4f} {error.ratio or 0:8.2f}")
+    print(check_dequantized_close(errors, Tolerance()).describe())
     return 0
 
 

@@ -275,7 +275,8 @@ class WhisperqSession:
     def tolerance(self) -> Tolerance:
         from pytest_whisperq.checks.fidelity import Tolerance
 
-        return Tolerance(self.settings.max_layer_error, self.settings.layer_error_factor)
+        settings = self.settings
+        return Tolerance(settings.max_layer_error, settings.layer_error_factor, settings.median_error_factor)
 
     def layer_errors(self) -> list[LayerError]:
         """Each quantized Linear's dequantized error against the base, computed once a run."""

@@ -148,9 +148,9 @@ def parquet_dataset(tmp_path_factory):
 
 
 # The shipped speech as the suite's tests run it unless they name other data: every real utterance (the gated
-# pool: 221) and long-form file, and enough of the reported pools to show them (30 synthetic: the fewest the
-# rule passes on; 12 isolated words: inconclusive). All 267 words and synthetic clips would double each model's
-# transcribing (each costs a full 30 s encoder window, however short): about 300 s of a cold run on 2 cores.
+# pool: 221) and long-form file, and some of each reported pool (30 synthetic, 12 isolated words: reported, and
+# too few words to resolve a 0.5-point delta, so inconclusive). All 267 words and synthetic clips would double
+# each model's transcribing (each costs a full 30 s encoder window, however short): minutes of a cold run.
 SUITE_SPEECH = {"real": 1000, "long": 1000, "synthetic": 30, "words": 12}
 
 

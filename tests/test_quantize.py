@@ -1,4 +1,4 @@
-"""The quantize fixture's engine: W4A16 GPTQ with llm-compressor, cached by content."""
+"""The quantize fixture's engine: llm-compressor (GPTQ for INT weights, round-to-nearest for FP), cached by content."""
 
 from __future__ import annotations
 
@@ -65,6 +65,10 @@ def test_every_input_changes_the_cache_key(tmp_path, calibration, monkeypatch):
         "calibration content": cache_inputs(base, calibration[4:8], Recipe(), "cpu"),
         "sample count": cache_inputs(base, calibration[:5], Recipe(), "cpu"),
         "device": cache_inputs(base, calibration[:4], Recipe(), "cuda"),
+        "scheme": cache_inputs(base, calibration[:4], Recipe(scheme="W8A8"), "cpu"),
+        "group size": cache_inputs(base, calibration[:4], Recipe(group_size=64), "cpu"),
+        "act-order": cache_inputs(base, calibration[:4], Recipe(actorder="weight"), "cpu"),
+        "dtype": cache_inputs(base, calibration[:4], Recipe(dtype="bfloat16"), "cpu"),
     }
     monkeypatch.setattr(quantize, "library_versions", lambda: {"llmcompressor": "0.15.0"})
     variants["library versions"] = cache_inputs(base, calibration[:4], Recipe(), "cpu")
@@ -96,6 +100,28 @@ def test_a_repeat_reuses_and_a_failed_run_leaves_nothing(tmp_path, calibration, 
     with pytest.raises(QuantizeError, match="killed half way"):
         quantize_checkpoint(base, "b", calibration[:3], cache)
     assert sorted(p.name for p in (tmp_path / "cache" / "quantized").iterdir() if p.is_dir()) == [first.name]
+
+
+@pytest.mark.parametrize(("recipe", "message"), [
+    (Recipe(scheme="W9A16"), "unknown quantization scheme 'W9A16'"),
+    (Recipe(scheme="W8A8", group_size=64), "W8A8 quantizes weights INT8, per channel, not in groups"),
+    (Recipe(actorder="group"), "act-order 'group': llm-compressor makes 'static' or 'weight'"),
+    (Recipe(scheme="FP8_DYNAMIC", actorder="weight"), "act-order is GPTQ's; FP8_DYNAMIC has float weights"),
+    (Recipe(dtype="float32"), "dtype 'float32': the saved model is float16 or bfloat16"),
+])
+def test_a_recipe_llm_compressor_would_refuse_is_refused_before_loading_anything(recipe, message, tmp_path, calibration,
+                                                                               monkeypatch):
+    monkeypatch.setattr(quantize, "require_llmcompressor", lambda: None)
+    monkeypatch.setattr(quantize, "run_gptq", lambda *args: pytest.fail("quantized an invalid recipe"))
+    with pytest.raises(QuantizeError, match=message):
+        quantize_checkpoint(_fake_base(tmp_path / "b"), "b", calibration[:2], Cache(tmp_path / "c"), recipe=recipe)
+
+
+def test_recipes_name_their_cache_entries():
+    assert [Recipe().label, Recipe(scheme="w8a8").label, Recipe(group_size=64, actorder="weight").label,
+            Recipe(scheme="FP8_DYNAMIC", dtype="bfloat16").label] == [
+        "W4A16", "W8A8", "W4A16-G64-weight", "FP8_DYNAMIC-bfloat16"]
+    assert Recipe().uses_gptq and Recipe(scheme="W8A8").uses_gptq and not Recipe(scheme="FP8").uses_gptq
 
 
 def test_missing_llmcompressor_is_a_clear_error(tmp_path, calibration, monkeypatch):

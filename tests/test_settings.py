@@ -55,7 +55,7 @@ def test_option_table_names_flags_and_ini_keys() -> None:
         "calib_data", "calib_samples", "batch_size", "max_wer", "max_wer_other", "max_wer_delta", "confidence",
         "accept_inconclusive", "gated_pools", "language", "language_id", "max_sample_wer", "max_base_disagreement", "max_repeats",
         "max_silence_words", "max_sanity_excess", "max_silence_excess", "requests", "rounds", "warmup", "min_rps", "min_rtfx", "min_tokens_per_second",
-        "min_throughput_ratio", "scheme", "group_size", "actorder", "max_layer_error", "layer_error_factor", "json", "markdown", "charts",
+        "min_throughput_ratio", "scheme", "group_size", "actorder", "max_layer_error", "layer_error_factor", "median_error_factor", "json", "markdown", "charts",
         "baseline_storage", "baseline_save", "baseline_compare", "baseline_fail",
         "allow_pickle", "allow_skip",
     ]

@@ -3,10 +3,13 @@
 Every format the format checks read is dequantized here in numpy (INT values packed in int32 words or
 stored as int8, FP8 E4M3 bytes, FP4 E2M1 pairs; scales per tensor, channel, group or block, zero points,
 act-order group indices, NVFP4's global scale), checked against compressed-tensors' own decompression in
-the tests. The figure per layer is the relative Frobenius error ||dequant(Wq) - W|| / ||W||. GPTQ trades weight
-error for output error, so its layers sit around 0.15-0.35 on whisper-base (plain rounding: ~0.12);
-a layer with wrong scales, a wrong shape or another model's weights sits near or above 1. The check
-fails on a layer above an absolute ceiling, or far above the median of the rest.
+the tests. The figure per layer is the relative Frobenius error ||dequant(Wq) - W|| / ||W||, and beside it
+the floor: what plain round-to-nearest (min-max scales) of the same base weights at the same scheme costs.
+GPTQ trades weight error for output error, so its layers sit above the floor (measured, whisper-base W4A16
+on 32 utterances: median 1.59x, worst 2.22x; tiny.en on 8: median 1.45x, worst 3.99x on encoder.layers.3.fc2);
+round-to-nearest checkpoints (FP8) sit on it. The check fails a layer far above its floor or an absolute
+ceiling, and a checkpoint whose layers are uniformly above it (every scale x1.2: median 2.47x), which a
+rule relative to the other layers cannot see.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pytest_whisperq.checks.packing import (
     decode_fp8_e4m3,
     dequantize,
     dequantize_by_index,
+    round_to_nearest,
     unpack_fp4,
     unpack_int32,
     unpack_rows_int32,
@@ -38,7 +42,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Tolerance:
     max_error: float = 0.6  # relative error no layer may exceed
-    outlier_factor: float = 3.0  # no layer may exceed this multiple of the median layer's error
+    layer_factor: float = 4.5  # no layer's error may exceed this multiple of its round-to-nearest error
+    median_factor: float = 2.0  # the layers' median multiple of their round-to-nearest error may not exceed this
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,14 @@ class LayerError:
     name: str
     error: float | None  # relative Frobenius error; None when the layer could not be dequantized
     reason: str = ""
+    floor: float | None = None  # the same figure for round-to-nearest of the base's weight at the same scheme
+
+    @property
+    def ratio(self) -> float | None:
+        """The error as a multiple of the round-to-nearest floor (None where either is unknown)."""
+        if self.error is None or not self.floor:
+            return None
+        return self.error / self.floor
 
 
 def _values(model: CheckpointTensors, layer: Linear, scheme: Scheme) -> np.ndarray:
@@ -146,35 +159,57 @@ def layer_errors(model: CheckpointTensors, base: CheckpointTensors, scheme: Sche
                 continue
             weight = dequantized_weight(model, layer, scheme)
             reference = base.read(f"{layer.name}.weight").astype(np.float32)
-            norm = float(np.linalg.norm(reference))
-            weight -= reference  # in place: memory stays at two copies of the largest layer
-            error = float(np.linalg.norm(weight)) / norm if norm else float(np.linalg.norm(weight))
-            results.append(LayerError(layer.name, error if np.isfinite(error) else float("inf")))
+            norm = float(np.linalg.norm(reference)) or 1.0
+            weight -= reference  # in place: memory stays at a few copies of the largest layer
+            error = float(np.linalg.norm(weight)) / norm
+            del weight
+            args = scheme.weights
+            rounded = round_to_nearest(reference, args.num_bits, args.type, args.strategy, args.symmetric,
+                                       args.group_size, args.block_structure)
+            rounded -= reference
+            floor = float(np.linalg.norm(rounded)) / norm
+            results.append(LayerError(layer.name, error if np.isfinite(error) else float("inf"), floor=floor))
         except (CheckpointError, ValueError) as problem:
             results.append(LayerError(layer.name, None, str(problem)))
     return results
 
 
 def check_dequantized_close(errors: list[LayerError], tolerance: Tolerance) -> CheckResult:
-    """No layer's dequantized weight far from the base's: under the ceiling, and no outlier."""
+    """No layer's dequantized weight far from the base's: under the ceiling and near its round-to-nearest floor,
+    and the layers not uniformly above their floors."""
     import numpy as np
 
     measured = [e for e in errors if e.error is not None]
     if not errors:
         return CheckResult("dequantized_weights_close", False, detail="no quantized Linear layers to compare")
-    median = float(np.median([e.error for e in measured])) if measured else float("nan")
-    limit = min(tolerance.max_error, tolerance.outlier_factor * median) if measured else tolerance.max_error
     problems = [f"{e.name}: could not be dequantized ({e.reason})" for e in errors if e.error is None]
-    outliers = sorted((e for e in measured if e.error > limit), key=lambda e: -e.error)
-    problems += [f"{e.name}: relative error {e.error:.3f} (median layer {median:.3f}, limit {limit:.3f})" for e in outliers]
-    worst = max(measured, key=lambda e: e.error) if measured else None
+    ratios = [e.ratio for e in measured if e.ratio is not None]
+    median_ratio = float(np.median(ratios)) if ratios else float("nan")
+
+    def shown(e: LayerError) -> str:
+        floor = f", {e.ratio:.2f} x its round-to-nearest {e.floor:.3f}" if e.ratio is not None else ""
+        return f"{e.name}: relative error {e.error:.3f}{floor}"
+
+    far = sorted((e for e in measured if e.error > tolerance.max_error
+                  or (e.ratio is not None and e.ratio > tolerance.layer_factor)), key=lambda e: -e.error)
+    problems += [f"{shown(e)} (limits {tolerance.max_error}, {tolerance.layer_factor} x round-to-nearest)" for e in far]
+    uniformly = bool(ratios) and median_ratio > tolerance.median_factor
+    if uniformly:
+        above = sorted((e for e in measured if e.ratio is not None and e.ratio > tolerance.median_factor),
+                       key=lambda e: -e.ratio)
+        problems.append(f"every layer further from the base than round-to-nearest would be: median {median_ratio:.2f} x "
+                        f"(limit {tolerance.median_factor} x); {len(above)} of {len(measured)} layers above "
+                        f"{tolerance.median_factor} x, the furthest:")
+        problems += [f"  {shown(e)}" for e in above[:8]]
+    worst = max(measured, key=lambda e: e.ratio if e.ratio is not None else e.error) if measured else None
+    median = float(np.median([e.error for e in measured])) if measured else float("nan")
     return CheckResult(
         "dequantized_weights_close", not problems,
-        observed=round(worst.error, 4) if worst else None, limit=round(limit, 4),
-        detail=(f"{len(measured)} layers, relative error median {median:.3f}, worst {worst.error:.3f} ({worst.name})"
-                if worst else "no layer could be dequantized")
+        observed=round(median_ratio, 3) if ratios else None, limit=tolerance.median_factor, unit=" x round-to-nearest",
+        detail=(f"{len(measured)} layers, relative error median {median:.3f} ({median_ratio:.2f} x round-to-nearest), "
+                f"furthest {shown(worst)}" if worst else "no layer could be dequantized")
                + ("" if not problems else
-                  f"; limit = min({tolerance.max_error}, {tolerance.outlier_factor} x median): a layer this far "
-                  "from the base has wrong scales, a wrong shape or other weights"),
+                  "; a layer far above what plain rounding costs has wrong scales, a wrong shape or other weights, and "
+                  "layers uniformly above it are a recipe or a scaling gone wrong everywhere"),
         evidence=evidence_list(problems),
     )

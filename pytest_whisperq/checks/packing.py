@@ -153,3 +153,68 @@ def unpack_fp4(packed: np.ndarray, columns: int) -> np.ndarray:
     codes[:, 0::2], codes[:, 1::2] = data & 0x0F, data >> 4
     table = np.array(FP4_E2M1 + tuple(-v for v in FP4_E2M1), dtype=np.float32)
     return table[codes[:, :columns]]
+
+
+def _groups(weight: np.ndarray, strategy: str, group_size: int | None, block: tuple[int, ...] | None):
+    """`weight` [rows, columns] cut into the strategy's quantization groups: (array [..., members], undo) where
+    undo(grouped) gives back a [rows, columns] array. Padding (zeros) never changes a group's extremes' sign."""
+    import numpy as np
+
+    rows, columns = weight.shape
+    if strategy == "tensor":
+        return weight.reshape(1, -1), lambda g: g.reshape(rows, columns)
+    if strategy in ("channel", "token"):
+        return weight, lambda g: g
+    if strategy in ("group", "tensor_group"):
+        size = group_size or columns
+        padded = np.zeros((rows, -(-columns // size) * size), dtype=np.float32)
+        padded[:, :columns] = weight
+        return padded.reshape(rows, -1, size), lambda g: g.reshape(rows, -1)[:, :columns]
+    if strategy == "block" and block:
+        height, width = block
+        tall, wide = -(-rows // height), -(-columns // width)
+        padded = np.zeros((tall * height, wide * width), dtype=np.float32)
+        padded[:rows, :columns] = weight
+        tiles = padded.reshape(tall, height, wide, width).transpose(0, 2, 1, 3).reshape(tall, wide, height * width)
+        return tiles, lambda g: g.reshape(tall, wide, height, width).transpose(0, 2, 1, 3).reshape(
+            tall * height, wide * width)[:rows, :columns]
+    raise ValueError(f"no round-to-nearest reference for strategy {strategy!r}")
+
+
+def _nearest(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Each value rounded to the nearest member of the sorted finite `grid`."""
+    import numpy as np
+
+    index = np.clip(np.searchsorted(grid, values), 1, len(grid) - 1)
+    lower, upper = grid[index - 1], grid[index]
+    return np.where(values - lower <= upper - values, lower, upper)
+
+
+def round_to_nearest(weight: np.ndarray, num_bits: int, kind: str, strategy: str, symmetric: bool = True,
+                     group_size: int | None = None, block: tuple[int, ...] | None = None) -> np.ndarray:
+    """`weight` quantized by plain round-to-nearest with min-max scales at the given scheme, dequantized (float32):
+    the floor a calibrated method (GPTQ) is compared with. INT: symmetric scale max|w| / (2^b - 1) * 2, or
+    asymmetric min/max with a zero point; FP8 E4M3: max|w| / 448, values rounded to E4M3; FP4 E2M1: max|w| / 6."""
+    import numpy as np
+
+    groups, undo = _groups(np.asarray(weight, dtype=np.float32), strategy, group_size, block)
+    if kind == "int":
+        low, high = -(1 << (num_bits - 1)), (1 << (num_bits - 1)) - 1
+        if symmetric:
+            scale = np.abs(groups).max(axis=-1, keepdims=True) / ((high - low) / 2)
+            zero = np.zeros_like(scale)
+        else:
+            minimum = np.minimum(groups.min(axis=-1, keepdims=True), 0)
+            maximum = np.maximum(groups.max(axis=-1, keepdims=True), 0)
+            scale = (maximum - minimum) / (high - low)
+            zero = np.rint(low - minimum / np.where(scale == 0, 1, scale))
+        safe = np.where(scale == 0, 1, scale)
+        values = np.clip(np.rint(groups / safe) + zero, low, high)
+        return undo((values - zero) * scale)
+    if kind == "float" and num_bits in (8, 4):
+        table = _fp8_e4m3_table() if num_bits == 8 else np.array(FP4_E2M1 + tuple(-v for v in FP4_E2M1), np.float32)
+        grid = np.unique(table[np.isfinite(table)])
+        scale = np.abs(groups).max(axis=-1, keepdims=True) / grid.max()
+        safe = np.where(scale == 0, 1, scale)
+        return undo(_nearest(groups / safe, grid) * scale)
+    raise ValueError(f"no round-to-nearest reference for {num_bits}-bit {kind}")

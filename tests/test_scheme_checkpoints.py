@@ -1,0 +1,82 @@
+"""Real checkpoints of each scheme the quantize engine makes (llm-compressor on whisper-tiny.en, 8 calibration
+utterances, cached): each passes the format checks as the scheme it declares, fails them when another scheme is
+named with the deviations listed, loads in transformers and transcribes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_whisperq.checks.format_suite import format_checks
+from pytest_whisperq.checks.scheme import resolve_scheme
+from pytest_whisperq.models.tensors import CheckpointTensors
+from pytest_whisperq.quantize import Recipe
+
+pytestmark = pytest.mark.slow
+
+# scheme made here -> (declared name, what it stores per Linear beside the scale, a scheme it is not, a deviation named)
+MADE = {
+    "W4A16-G64-weight": (Recipe(group_size=64, actorder="weight"), "W4A16", "weight_packed",
+                         "W8A16", "weights.num_bits: 4, expected 8"),
+    "W8A16": (Recipe(scheme="W8A16"), "W8A16", "weight_packed", "W4A16", "weights.num_bits: 8, expected 4"),
+    "W8A8": (Recipe(scheme="W8A8"), "W8A8", "weight", "W8A16", "format: 'int-quantized', expected 'pack-quantized'"),
+    "FP8_DYNAMIC": (Recipe(scheme="FP8_DYNAMIC"), "FP8_DYNAMIC", "weight", "FP8",
+                    "weights.strategy: 'channel', expected 'tensor'"),
+    "FP8": (Recipe(scheme="FP8"), "FP8", "weight", "FP8_DYNAMIC", "input_activations.dynamic: False, expected True"),
+    "W4A16-bfloat16": (Recipe(dtype="bfloat16"), "W4A16", "weight_packed", "W4A16_ASYM",
+                       "weights.symmetric: True, expected False"),
+}
+
+
+@pytest.fixture(scope="session", params=sorted(MADE))
+def scheme_checkpoint(request, whisper_tiny_en_dir: Path, shared_cache) -> tuple[str, Path]:
+    from pytest_whisperq.data import load_local_dataset
+    from pytest_whisperq.quantize import quantize_checkpoint
+    from pytest_whisperq.resources import default_calib_dir
+
+    recipe = MADE[request.param][0]
+    return request.param, quantize_checkpoint(whisper_tiny_en_dir, "whisper-tiny.en",
+                                              load_local_dataset(default_calib_dir())[:8], shared_cache, recipe=recipe)
+
+
+@pytest.mark.slow(cost=150)  # seconds, cold: GPTQ or round-to-nearest on tiny.en, six times (conftest.py)
+def test_each_scheme_passes_as_declared_and_fails_as_another(scheme_checkpoint, whisper_tiny_en_dir):
+    made, path = scheme_checkpoint
+    _, declared, stored, other, deviation = MADE[made]
+    model, base = CheckpointTensors.open(path), CheckpointTensors.open(whisper_tiny_en_dir)
+    scheme = resolve_scheme("auto", model.config)
+    assert scheme.name == declared and scheme.source == "declared by the checkpoint"
+    results = {r.name: r for r in format_checks(model, base, scheme)}
+    assert all(r.ok for r in results.values()), [r.describe() for r in results.values() if not r.ok]
+    assert f"model.encoder.layers.0.fc1.{stored}" in model.tensors
+    assert results["linears_packed"].observed == "64/64" and f"stored as {declared} (" in results["linears_packed"].detail
+    fidelity = results["dequantized_weights_close"]  # the median layer's error over its round-to-nearest error
+    assert 0.9 < fidelity.observed < 2.0, fidelity.describe()
+    wrong = {r.name: r for r in format_checks(model, base, resolve_scheme(other, model.config)) if not r.ok}
+    assert "quantization_config" in wrong and any(deviation in line for line in wrong["quantization_config"].evidence), \
+        wrong["quantization_config"].describe()
+
+
+@pytest.mark.slow(cost=60)  # seconds: six loads, four utterances each (conftest.py)
+def test_each_scheme_loads_and_transcribes_in_transformers(scheme_checkpoint, whisper_tiny_en_dir, openai_assets):
+    """transformers reads each checkpoint (decompressing it) and it says what the base says, near enough."""
+    from pytest_whisperq.backends.transformers_backend import TransformersBackend
+    from pytest_whisperq.checks.transcripts import measure_wer
+    from pytest_whisperq.data import load_local_dataset
+    from pytest_whisperq.models.resolve import ResolvedModel
+    from pytest_whisperq.models.spec import parse_model_spec
+    from pytest_whisperq.resources import default_eval_dir
+    from pytest_whisperq.text import english_normalizer
+
+    made, path = scheme_checkpoint
+    read = [u for u in load_local_dataset(default_eval_dir()) if u.subset == "read_clean"][:4]
+    normalizer = english_normalizer(openai_assets / "english.json")
+    wer = {}
+    for role, checkpoint in (("model", path), ("base", whisper_tiny_en_dir)):
+        backend = TransformersBackend(ResolvedModel(parse_model_spec(str(checkpoint)), checkpoint), "cpu", "float32", 4)
+        texts = [h.text for h in backend.transcribe(read)]
+        wer[role] = measure_wer([u.id for u in read], [u.subset for u in read], [u.text for u in read], texts,
+                                normalizer).wer_percent
+        assert all(texts), (role, texts)
+    assert wer["model"] <= wer["base"] + 15, (made, wer)
