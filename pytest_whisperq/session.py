@@ -276,7 +276,7 @@ class WhisperqSession:
         from pytest_whisperq.checks.fidelity import Tolerance
 
         settings = self.settings
-        return Tolerance(settings.max_layer_error, settings.layer_error_factor, settings.median_error_factor)
+        return Tolerance(settings.max_layer_error, settings.scale_excess, settings.median_error_factor)
 
     def layer_errors(self) -> list[LayerError]:
         """Each quantized Linear's dequantized error against the base, computed once a run."""

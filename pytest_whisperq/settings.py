@@ -378,9 +378,10 @@ OPTIONS: tuple[Option, ...] = (
               "(default: any)"),
     _opt("max_layer_error", _number, 0.0, default="0.6", metavar="RATIO",
          help="largest relative error ||dequantized - base|| / ||base|| allowed for any Linear layer (default: 0.6)"),
-    _opt("layer_error_factor", _number, 1.0, default="4.5", metavar="FACTOR",
-         help="no Linear layer's relative error may exceed FACTOR x what round-to-nearest of the base's weight at the "
-              "same scheme costs (default: 4.5; GPTQ measured up to 4.35 on tiny.en's hardest layer)"),
+    _opt("scale_excess", _number, 0.0, default="0.02", metavar="FRACTION",
+         help="a Linear layer's weight scales may exceed the min-max scales of the base's own weights by at most "
+              "this fraction, beyond their dtype's rounding (default: 0.02; llm-compressor's GPTQ and "
+              "round-to-nearest store exactly those, measured to 0.04%%)"),
     _opt("median_error_factor", _number, 1.0, default="2", metavar="FACTOR",
          help="the layers' median error, as a multiple of their round-to-nearest errors, may not exceed FACTOR: "
               "catches a checkpoint uniformly off (default: 2; GPTQ measured 1.45-1.59, every scale x1.2: 2.47)"),
@@ -457,7 +458,7 @@ class Settings:
     group_size: int | None
     actorder: str | None
     max_layer_error: float
-    layer_error_factor: float
+    scale_excess: float
     median_error_factor: float
     json: Path | None
     markdown: Path | None

@@ -206,7 +206,8 @@ def test_perturbed_scales_are_an_outlier_layer(good, whisper_tiny_en_dir, tmp_pa
     assert set(failed) == {"dequantized_weights_close"}
     message = text(failed["dequantized_weights_close"])
     assert f"- {LAYER}: relative error 2.0" in message and "x its round-to-nearest 0.1" in message, message
-    assert "(limits 0.6, 4.5 x round-to-nearest)" in message and "every layer further" not in message
+    assert f"- {LAYER}: scales 3.000 x what the base's weights give (min-max), expected 0.5 to 1.020" in message
+    assert "(limit 0.6)" in message and "every layer further" not in message
 
 
 def test_every_scale_slightly_off_is_caught_against_round_to_nearest(good, whisper_tiny_en_dir, tmp_path):
@@ -221,6 +222,7 @@ def test_every_scale_slightly_off_is_caught_against_round_to_nearest(good, whisp
     message = text(failed["dequantized_weights_close"])
     assert "every layer further from the base than round-to-nearest would be: median" in message, message
     assert "of 64 layers above 2.0 x, the furthest:" in message and "x its round-to-nearest" in message
+    assert "scales 1.300 x what the base's weights give (min-max)" in message
     passing = results(good, whisper_tiny_en_dir)["dequantized_weights_close"]
     assert passing.ok and 1.2 < passing.observed < 2.0  # GPTQ on 8 utterances: 1.45 x, measured
 

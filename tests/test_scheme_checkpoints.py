@@ -40,7 +40,7 @@ def scheme_checkpoint(request, whisper_tiny_en_dir: Path, shared_cache) -> tuple
                                               load_local_dataset(default_calib_dir())[:8], shared_cache, recipe=recipe)
 
 
-@pytest.mark.slow(cost=150)  # seconds, cold: GPTQ or round-to-nearest on tiny.en, six times (conftest.py)
+@pytest.mark.slow(cost=30)  # seconds, cold, per scheme: GPTQ or round-to-nearest on tiny.en (conftest.py)
 def test_each_scheme_passes_as_declared_and_fails_as_another(scheme_checkpoint, whisper_tiny_en_dir):
     made, path = scheme_checkpoint
     _, declared, stored, other, deviation = MADE[made]
@@ -58,7 +58,7 @@ def test_each_scheme_passes_as_declared_and_fails_as_another(scheme_checkpoint, 
         wrong["quantization_config"].describe()
 
 
-@pytest.mark.slow(cost=60)  # seconds: six loads, four utterances each (conftest.py)
+@pytest.mark.slow(cost=10)  # seconds per scheme: two loads, four utterances each (conftest.py)
 def test_each_scheme_loads_and_transcribes_in_transformers(scheme_checkpoint, whisper_tiny_en_dir, openai_assets):
     """transformers reads each checkpoint (decompressing it) and it says what the base says, near enough."""
     from pytest_whisperq.backends.transformers_backend import TransformersBackend

@@ -55,7 +55,7 @@ def test_option_table_names_flags_and_ini_keys() -> None:
         "calib_data", "calib_samples", "batch_size", "max_wer", "max_wer_other", "max_wer_delta", "confidence",
         "accept_inconclusive", "gated_pools", "language", "language_id", "max_sample_wer", "max_base_disagreement", "max_repeats",
         "max_silence_words", "max_sanity_excess", "max_silence_excess", "requests", "rounds", "warmup", "min_rps", "min_rtfx", "min_tokens_per_second",
-        "min_throughput_ratio", "scheme", "group_size", "actorder", "max_layer_error", "layer_error_factor", "median_error_factor", "json", "markdown", "charts",
+        "min_throughput_ratio", "scheme", "group_size", "actorder", "max_layer_error", "scale_excess", "median_error_factor", "json", "markdown", "charts",
         "baseline_storage", "baseline_save", "baseline_compare", "baseline_fail",
         "allow_pickle", "allow_skip",
     ]
@@ -555,7 +555,7 @@ def test_settings_are_frozen() -> None:
 
 
 @pytest.mark.parametrize(("name", "raw", "expected"), [
-    ("max_layer_error", "0.75", 0.75), ("max_layer_error", "2", 2.0), ("layer_error_factor", "1", 1.0),
+    ("max_layer_error", "0.75", 0.75), ("max_layer_error", "2", 2.0), ("scale_excess", "0.05", 0.05),
     ("group_size", "64", 64), ("scheme", "auto", "auto"), ("scheme", "AUTO", "auto"), ("scheme", "w8a8", "W8A8"),
     ("scheme", "fp8_dynamic", "FP8_DYNAMIC"), ("actorder", "weight", "weight"),
 ])
@@ -565,8 +565,8 @@ def test_format_tolerances_parse(name: str, raw: str, expected: float) -> None:
 
 @pytest.mark.parametrize(("name", "raw", "message"), [
     ("max_layer_error", "-0.1", "at least 0"), ("max_layer_error", "nan", "at least 0"),
-    ("max_layer_error", "inf", "finite"), ("layer_error_factor", "0.5", "at least 1"),
-    ("layer_error_factor", "lots", "is not a number"), ("group_size", "0", "at least 1"),
+    ("max_layer_error", "inf", "finite"), ("scale_excess", "-0.5", "at least 0"),
+    ("scale_excess", "lots", "is not a number"), ("group_size", "0", "at least 1"),
     ("scheme", "W9A16", r"unknown quantization scheme 'W9A16': name one of compressed-tensors' presets \(FP8, "),
     ("scheme", "UNQUANTIZED", "unknown quantization scheme"), ("actorder", "sideways", "is not one of none, group"),
 ])

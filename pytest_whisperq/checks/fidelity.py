@@ -22,6 +22,7 @@ from pytest_whisperq.checks.packing import (
     decode_fp8_e4m3,
     dequantize,
     dequantize_by_index,
+    min_max_scales,
     round_to_nearest,
     unpack_fp4,
     unpack_int32,
@@ -39,11 +40,17 @@ if TYPE_CHECKING:
     from pytest_whisperq.models.tensors import CheckpointTensors
 
 
+# how far a stored scale may sit from its exact value through rounding alone, by the scale's dtype (half an
+# ulp: 10 mantissa bits for F16, 7 for BF16, 3 for FP8 E4M3)
+SCALE_ROUNDING = {"F16": 2 ** -11, "BF16": 2 ** -8, "F8_E4M3": 2 ** -4, "F32": 2 ** -24}
+
+
 @dataclass(frozen=True)
 class Tolerance:
     max_error: float = 0.6  # relative error no layer may exceed
-    layer_factor: float = 4.5  # no layer's error may exceed this multiple of its round-to-nearest error
+    scale_excess: float = 0.02  # a layer's scales may exceed the base weights' min-max scales by this fraction
     median_factor: float = 2.0  # the layers' median multiple of their round-to-nearest error may not exceed this
+    scale_floor: float = 0.5  # nor fall below this fraction of them (observers that clip stay above it)
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,8 @@ class LayerError:
     error: float | None  # relative Frobenius error; None when the layer could not be dequantized
     reason: str = ""
     floor: float | None = None  # the same figure for round-to-nearest of the base's weight at the same scheme
+    scale_ratio: float | None = None  # median over groups of the stored scale / the base weights' min-max scale
+    scale_rounding: float = 0.0  # how far rounding alone may move a stored scale (its dtype's half ulp)
 
     @property
     def ratio(self) -> float | None:
@@ -164,19 +173,30 @@ def layer_errors(model: CheckpointTensors, base: CheckpointTensors, scheme: Sche
             error = float(np.linalg.norm(weight)) / norm
             del weight
             args = scheme.weights
-            rounded = round_to_nearest(reference, args.num_bits, args.type, args.strategy, args.symmetric,
-                                       args.group_size, args.block_structure)
+            shape = (args.num_bits, args.type, args.strategy, args.symmetric, args.group_size, args.block_structure)
+            rounded = round_to_nearest(reference, *shape)
             rounded -= reference
             floor = float(np.linalg.norm(rounded)) / norm
-            results.append(LayerError(layer.name, error if np.isfinite(error) else float("inf"), floor=floor))
+            expected_scales = min_max_scales(reference, *shape)
+            stored = _scale(model, layer, scheme).reshape(-1)
+            used = expected_scales > 0
+            comparable = used.any() and stored.size == used.size and f"{layer.name}.weight_g_idx" not in model
+            # (act-order groups gather scattered columns: their min-max scales are not the contiguous groups')
+            ratio = float(np.median(stored[used] / expected_scales[used])) if comparable else None
+            rounding = SCALE_ROUNDING.get(model.tensors[f"{layer.name}.weight_scale"].dtype, 0.0)
+            results.append(LayerError(layer.name, error if np.isfinite(error) else float("inf"), floor=floor,
+                                      scale_ratio=ratio, scale_rounding=rounding))
         except (CheckpointError, ValueError) as problem:
             results.append(LayerError(layer.name, None, str(problem)))
     return results
 
 
 def check_dequantized_close(errors: list[LayerError], tolerance: Tolerance) -> CheckResult:
-    """No layer's dequantized weight far from the base's: under the ceiling and near its round-to-nearest floor,
-    and the layers not uniformly above their floors."""
+    """No layer's dequantized weight far from the base's: under the ceiling, with the scales a min-max observer
+    gives the base's own weights (what llm-compressor stores, GPTQ or not: measured equal to 0.04%), and the
+    layers not uniformly further from the base than round-to-nearest would put them. A layer's own error over
+    its round-to-nearest floor is shown, not gated: GPTQ legitimately leaves some layers far above it (8-bit
+    whisper-base encoder.layers.5.fc2: 27 x) while their outputs stay close."""
     import numpy as np
 
     measured = [e for e in errors if e.error is not None]
@@ -190,17 +210,22 @@ def check_dequantized_close(errors: list[LayerError], tolerance: Tolerance) -> C
         floor = f", {e.ratio:.2f} x its round-to-nearest {e.floor:.3f}" if e.ratio is not None else ""
         return f"{e.name}: relative error {e.error:.3f}{floor}"
 
-    far = sorted((e for e in measured if e.error > tolerance.max_error
-                  or (e.ratio is not None and e.ratio > tolerance.layer_factor)), key=lambda e: -e.error)
-    problems += [f"{shown(e)} (limits {tolerance.max_error}, {tolerance.layer_factor} x round-to-nearest)" for e in far]
-    uniformly = bool(ratios) and median_ratio > tolerance.median_factor
-    if uniformly:
+    if ratios and median_ratio > tolerance.median_factor:
         above = sorted((e for e in measured if e.ratio is not None and e.ratio > tolerance.median_factor),
                        key=lambda e: -e.ratio)
         problems.append(f"every layer further from the base than round-to-nearest would be: median {median_ratio:.2f} x "
                         f"(limit {tolerance.median_factor} x); {len(above)} of {len(measured)} layers above "
                         f"{tolerance.median_factor} x, the furthest:")
-        problems += [f"  {shown(e)}" for e in above[:8]]
+        problems += [f"  {shown(e)}" for e in above[:5]]
+    far = sorted((e for e in measured if e.error > tolerance.max_error), key=lambda e: -e.error)
+    problems += [f"{shown(e)} (limit {tolerance.max_error})" for e in far]
+    for e in sorted(measured, key=lambda e: -abs(np.log(e.scale_ratio or 1.0))):
+        high = 1 + tolerance.scale_excess + e.scale_rounding
+        if e.scale_ratio is not None and not tolerance.scale_floor <= e.scale_ratio <= high:
+            problems.append(f"{e.name}: scales {e.scale_ratio:.3f} x what the base's weights give (min-max), expected "
+                            f"{tolerance.scale_floor} to {high:.3f}: "
+                            + ("a grid wider than the weights: no observer makes it" if e.scale_ratio > high else
+                               "clipping most of the weights' range"))
     worst = max(measured, key=lambda e: e.ratio if e.ratio is not None else e.error) if measured else None
     median = float(np.median([e.error for e in measured])) if measured else float("nan")
     return CheckResult(
@@ -209,7 +234,7 @@ def check_dequantized_close(errors: list[LayerError], tolerance: Tolerance) -> C
         detail=(f"{len(measured)} layers, relative error median {median:.3f} ({median_ratio:.2f} x round-to-nearest), "
                 f"furthest {shown(worst)}" if worst else "no layer could be dequantized")
                + ("" if not problems else
-                  "; a layer far above what plain rounding costs has wrong scales, a wrong shape or other weights, and "
-                  "layers uniformly above it are a recipe or a scaling gone wrong everywhere"),
+                  "; wrong scales, a wrong shape or other weights put a layer far from the base, and layers uniformly "
+                  "above round-to-nearest are a recipe or a scaling gone wrong everywhere"),
         evidence=evidence_list(problems),
     )

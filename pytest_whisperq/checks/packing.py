@@ -218,3 +218,21 @@ def round_to_nearest(weight: np.ndarray, num_bits: int, kind: str, strategy: str
         safe = np.where(scale == 0, 1, scale)
         return undo(_nearest(groups / safe, grid) * scale)
     raise ValueError(f"no round-to-nearest reference for {num_bits}-bit {kind}")
+
+
+def min_max_scales(weight: np.ndarray, num_bits: int, kind: str, strategy: str, symmetric: bool = True,
+                   group_size: int | None = None, block: tuple[int, ...] | None = None) -> np.ndarray:
+    """The scales a min-max observer gives `weight` at the scheme, one per quantization group (the strategy's
+    order: what `weight_scale` holds, flattened): the group's largest magnitude over the format's largest value
+    (INT symmetric: (2^b - 1) / 2; asymmetric: the range over 2^b - 1; FP8 E4M3: 448; FP4 E2M1: 6)."""
+    import numpy as np
+
+    groups, _ = _groups(np.asarray(weight, dtype=np.float32), strategy, group_size, block)
+    if kind == "int" and not symmetric:
+        spread = np.maximum(groups.max(axis=-1), 0) - np.minimum(groups.min(axis=-1), 0)
+        return (spread / ((1 << num_bits) - 1)).reshape(-1)
+    largest = {("int", True): ((1 << num_bits) - 1) / 2, ("float", 8): 448.0, ("float", 4): 6.0}
+    top = largest.get((kind, True) if kind == "int" else (kind, num_bits))
+    if top is None:
+        raise ValueError(f"no min-max scale for {num_bits}-bit {kind}")
+    return (np.abs(groups).max(axis=-1) / top).reshape(-1)
