@@ -39,6 +39,39 @@ def test_reads_every_tensor_exactly_from_one_file_or_shards(tmp_path: Path, tens
         assert checkpoint.tensors["a.weight"].dtype == "F16" and checkpoint.tensors["a.weight"].shape == (3, 4)
 
 
+def _both(tmp_path: Path, tensors, edit=None) -> Path:
+    """A directory holding model.safetensors and, beside it, shards with an index (as a re-upload can leave it)."""
+    import shutil
+
+    single = write_checkpoint(tmp_path / "single", CONFIG, tensors)
+    sharded = write_checkpoint(tmp_path / "sharded", CONFIG, edit(dict(tensors)) if edit else tensors, shards=2)
+    for file in sharded.iterdir():
+        if file.name != "config.json":
+            shutil.copy(file, single / file.name)
+    return single
+
+
+def test_model_safetensors_beside_an_index_is_read_as_transformers_reads_it(tmp_path: Path, tensors) -> None:
+    """transformers prefers model.safetensors, vLLM the shards the index names: where both are there and agree,
+    the checks read what transformers loads."""
+    checkpoint = CheckpointTensors.open(_both(tmp_path, tensors))
+    assert checkpoint.index is None and {i.file.name for i in checkpoint.tensors.values()} == {"model.safetensors"}
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda t: {**t, "a.weight": t["a.weight"] + np.float16(1)}, "a.weight: other values in model.safetensors than in"),
+    (lambda t: {k: v for k, v in t.items() if k != "a.bias"}, "a.bias: only in model.safetensors"),
+    (lambda t: {**t, "a.bias": t["a.bias"].astype(np.float16)}, "a.bias: F32 [3] in model.safetensors, F16 [3] in"),
+])
+def test_model_safetensors_and_an_index_that_disagree_are_refused(tmp_path: Path, tensors, edit, message: str) -> None:
+    import re
+
+    with pytest.raises(CheckpointError, match=re.escape("the checkpoint holds both model.safetensors and "
+                                                        "model.safetensors.index.json, and they disagree: " + message)) as error:
+        CheckpointTensors.open(_both(tmp_path, tensors, edit))
+    assert "transformers loads model.safetensors, vLLM the shards the index names: remove the stale one" in str(error.value)
+
+
 def test_bf16_is_widened_to_float32(tmp_path: Path) -> None:
     directory = tmp_path / "bf16"
     directory.mkdir()

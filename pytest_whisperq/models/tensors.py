@@ -141,11 +141,17 @@ def read_config(path: Path, name: str) -> dict[str, Any]:
 
 
 def weight_files(path: Path, allow_pickle: bool, name: str) -> tuple[str, list[Path]]:
-    """Which weights a checkpoint has: ("index" | "safetensors" | "pickle", files). Pickles only if allowed."""
-    if (path / INDEX_NAME).is_file():
-        return "index", [path / INDEX_NAME]
-    if (path / DEFAULT_WEIGHTS).is_file():  # as transformers loads it; variants (model.fp32-*.safetensors) aside
+    """Which weights a checkpoint has, in transformers' order: model.safetensors, else the shard index, else the
+    safetensors files there are, else pickles (only if allowed). ("both" | "index" | "safetensors" | "pickle",
+    files): "both" when model.safetensors and an index are there (transformers reads the first; vLLM loads the
+    shards the index names), for the caller to check that they hold the same weights."""
+    single, index = (path / DEFAULT_WEIGHTS).is_file(), (path / INDEX_NAME).is_file()
+    if single and index:
+        return "both", [path / DEFAULT_WEIGHTS, path / INDEX_NAME]
+    if single:  # as transformers loads it; variants (model.fp32-*.safetensors) aside
         return "safetensors", [path / DEFAULT_WEIGHTS]
+    if index:
+        return "index", [path / INDEX_NAME]
     safetensors = sorted(p for p in path.glob("*.safetensors") if p.is_file())
     if safetensors:
         return "safetensors", safetensors
@@ -178,6 +184,11 @@ class CheckpointTensors:
         path = Path(path)
         config = read_config(path, name or str(path))
         kind, files = weight_files(path, allow_pickle, name or str(path))
+        if kind == "both":
+            single = cls(path, config, _merge(path, files[:1]), "safetensors")
+            tensors, index = _sharded(path)
+            _require_same_weights(single, cls(path, config, tensors, "safetensors", index), name or str(path))
+            return single  # what transformers loads
         if kind == "index":
             tensors, index = _sharded(path)
             return cls(path, config, tensors, "safetensors", index)
@@ -254,6 +265,29 @@ def _torch_to_numpy(tensor: Any) -> np.ndarray:
     if tensor.dtype == torch.bfloat16 or tensor.dtype.is_floating_point and tensor.element_size() == 1:
         tensor = tensor.float()  # numpy has no bfloat16 or float8
     return tensor.numpy().copy()
+
+
+def _require_same_weights(single: CheckpointTensors, sharded: CheckpointTensors, name: str) -> None:
+    """model.safetensors and the shards its index names must hold the same tensors, value for value: loaders
+    choose differently between them (transformers the single file, vLLM the index's shards), so a stale one
+    means two loaders run two models, and the checks would see only one of them."""
+    layout = {n: (i.dtype, i.shape) for n, i in single.tensors.items()}
+    other = {n: (i.dtype, i.shape) for n, i in sharded.tensors.items()}
+    problems = [f"{n}: only in {DEFAULT_WEIGHTS}" for n in sorted(set(layout) - set(other))]
+    problems += [f"{n}: only in the shards" for n in sorted(set(other) - set(layout))]
+    problems += [f"{n}: {layout[n][0]} {list(layout[n][1])} in {DEFAULT_WEIGHTS}, {other[n][0]} {list(other[n][1])} in "
+                 f"{sharded.tensors[n].file.name}" for n in sorted(set(layout) & set(other)) if layout[n] != other[n]]
+    if not problems:
+        for tensor in sorted(layout):
+            if single.read(tensor).tobytes() != sharded.read(tensor).tobytes():  # bit for bit, NaN included
+                problems.append(f"{tensor}: other values in {DEFAULT_WEIGHTS} than in {sharded.tensors[tensor].file.name}")
+                if len(problems) == 3:
+                    break
+    if problems:
+        shown = "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+        raise CheckpointError(
+            f"{name}: the checkpoint holds both {DEFAULT_WEIGHTS} and {INDEX_NAME}, and they disagree: {shown}. "
+            f"transformers loads {DEFAULT_WEIGHTS}, vLLM the shards the index names: remove the stale one")
 
 
 def _merge(path: Path, files: list[Path]) -> dict[str, TensorInfo]:
