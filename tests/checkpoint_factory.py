@@ -55,6 +55,27 @@ def edited_copy(good: Path, out: Path, edit_tensors: Callable[[Tensors], None] |
     return write_checkpoint(out, config, tensors, like=good)
 
 
+def edited_copy_exact(good: Path, out: Path, edit_tensors: Callable[[dict[str, Any]], None] | None = None,
+                      edit_config: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """`edited_copy` with every dtype kept (FP8 and BF16 have no numpy dtype): the tensors are torch tensors."""
+    from safetensors.torch import load_file
+    from safetensors.torch import save_file as save_torch
+
+    config = json.loads((good / "config.json").read_text())
+    tensors = load_file(str(good / "model.safetensors"))
+    if edit_tensors:
+        edit_tensors(tensors)
+    if edit_config:
+        edit_config(config)
+    out.mkdir(parents=True)
+    for file in good.iterdir():
+        if file.is_file() and file.name not in ("config.json", "model.safetensors"):
+            shutil.copy(file, out / file.name)
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    save_torch({n: t.contiguous() for n, t in tensors.items()}, str(out / "model.safetensors"), {"format": "pt"})
+    return out
+
+
 def packed_linear(weight: np.ndarray, num_bits: int = 4, group_size: int = 128) -> Tensors:
     """The compressed-tensors pack-quantized tensors of one Linear weight (symmetric, round to nearest)."""
     values, scale = quantize_symmetric(weight.astype(np.float32), group_size, num_bits)

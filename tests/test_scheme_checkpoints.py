@@ -80,3 +80,95 @@ def test_each_scheme_loads_and_transcribes_in_transformers(scheme_checkpoint, wh
                                 normalizer).wer_percent
         assert all(texts), (role, texts)
     assert wer["model"] <= wer["base"] + 15, (made, wer)
+
+
+# --- a mutation suite per scheme: each defect rejected by the check that owns it, naming the tensor ---------------
+
+LAYER = "model.encoder.layers.1.fc1"  # tiny.en: [1536, 384]
+
+
+def _cast(name: str, dtype: str):
+    def edit(tensors):
+        import torch
+
+        tensors[name] = tensors[name].to(getattr(torch, dtype))
+    return edit
+
+
+def _drop(name: str):
+    return lambda tensors: tensors.pop(name)
+
+
+def _add_zero_point(tensors):
+    import torch
+
+    tensors[f"{LAYER}.weight_zero_point"] = torch.zeros(tensors[f"{LAYER}.weight_scale"].shape, dtype=torch.int8)
+
+
+def _per_tensor_scale(tensors):
+    tensors[f"{LAYER}.weight_scale"] = tensors[f"{LAYER}.weight_scale"].max().reshape(1)
+
+
+def _dense(tensors):
+    tensors[f"{LAYER}.weight"] = tensors[f"{LAYER}.weight"].float().half()
+
+
+def _input_scale(tensors):
+    import torch
+
+    tensors[f"{LAYER}.input_scale"] = torch.ones(1, dtype=torch.float16)
+
+
+def _scales_up(tensors):
+    tensors[f"{LAYER}.weight_scale"] = tensors[f"{LAYER}.weight_scale"] * 3
+
+
+MUTATIONS = {  # made scheme, defect -> (edit, the check that owns it, a line of its evidence)
+    ("W8A8", "scale in float32"): (_cast(f"{LAYER}.weight_scale", "float32"), "linears_packed",
+                                   f"{LAYER}.weight_scale: F32 [1536, 1], expected F16 [1536, 1]"),
+    ("W8A8", "scale missing"): (_drop(f"{LAYER}.weight_scale"), "linears_packed",
+                                f"{LAYER}.weight_scale: missing, expected F16 [1536, 1]"),
+    ("W8A8", "zero point where symmetric"): (_add_zero_point, "linears_packed",
+                                             f"{LAYER}.weight_zero_point: present, expected none (symmetric"),
+    ("W8A8", "weight left in 16 bits"): (_dense, "linears_packed",
+                                         f"{LAYER}.weight: dense F16 weight, expected I8 values: left unquantized"),
+    ("FP8", "activation scale missing"): (_drop(f"{LAYER}.input_scale"), "linears_packed",
+                                          f"{LAYER}.input_scale: missing, expected F16 [1]"),
+    ("FP8_DYNAMIC", "static activation scale"): (_input_scale, "linears_packed",
+                                                 f"{LAYER}.input_scale: present, expected none (its activations are "
+                                                 "FP8 dynamic, per token: no calibrated activation scales are stored)"),
+    ("FP8_DYNAMIC", "per-tensor scale"): (_per_tensor_scale, "linears_packed",
+                                          f"{LAYER}.weight_scale: F16 [1], expected F16 [1536, 1]"),
+    ("FP8_DYNAMIC", "scales x3"): (_scales_up, "dequantized_weights_close",
+                                   f"{LAYER}: scales 3.000 x what the base's weights give (min-max)"),
+    ("W4A16-bfloat16", "a layer norm in float16"): (_cast("model.encoder.layer_norm.weight", "float16"),
+                                                    "untouched_tensors_layout",
+                                                    "model.encoder.layer_norm.weight: F16 [384], expected BF16 [384]"),
+    ("W4A16-bfloat16", "a bias changed"): (lambda t: t.update({"model.encoder.layers.0.fc1.bias":
+                                                               t["model.encoder.layers.0.fc1.bias"] * 1.01}),
+                                           "untouched_tensors_equal", "model.encoder.layers.0.fc1.bias: "),
+}
+
+
+@pytest.mark.parametrize(("made", "defect"), sorted(MUTATIONS))
+def test_each_scheme_s_defects_are_rejected_by_the_check_that_owns_them(made, defect, whisper_tiny_en_dir, shared_cache,
+                                                                       tmp_path):
+    from checkpoint_factory import edited_copy_exact
+
+    from pytest_whisperq.data import load_local_dataset
+    from pytest_whisperq.quantize import quantize_checkpoint
+    from pytest_whisperq.resources import default_calib_dir
+
+    good = quantize_checkpoint(whisper_tiny_en_dir, "whisper-tiny.en", load_local_dataset(default_calib_dir())[:8],
+                               shared_cache, recipe=MADE[made][0])
+    edit, owner, evidence = MUTATIONS[(made, defect)]
+    broken = edited_copy_exact(good, tmp_path / "broken", edit)
+    model = CheckpointTensors.open(broken)
+    failed = {r.name: r for r in format_checks(model, CheckpointTensors.open(whisper_tiny_en_dir),
+                                               resolve_scheme(MADE[made][1], model.config)) if not r.ok}
+    assert owner in failed, (defect, {n: r.describe() for n, r in failed.items()})
+    assert any(evidence in line for line in failed[owner].evidence), failed[owner].describe()
+    # a layer stored wrongly cannot be dequantized or fused alike; a re-typed tensor no longer equals the base's
+    expected_others = {"linears_packed": {"dequantized_weights_close", "fused_projections_alike"},
+                       "untouched_tensors_layout": {"untouched_tensors_equal"}}.get(owner, set())
+    assert set(failed) - {owner} <= expected_others, {n: r.describe() for n, r in failed.items()}
