@@ -59,8 +59,10 @@ def test_each_scheme_passes_as_declared_and_fails_as_another(scheme_checkpoint, 
 
 
 @pytest.mark.slow(cost=10)  # seconds per scheme: two loads, four utterances each (conftest.py)
-def test_each_scheme_loads_and_transcribes_in_transformers(scheme_checkpoint, whisper_tiny_en_dir, openai_assets):
-    """transformers reads each checkpoint (decompressing it) and it says what the base says, near enough."""
+def test_each_scheme_loads_and_transcribes_in_transformers(scheme_checkpoint, whisper_tiny_en_dir, openai_assets,
+                                                          shared_cache):
+    """transformers reads each checkpoint (decompressing it) and it says what the base says, near enough
+    (through the transcript cache: a warm run loads nothing)."""
     from pytest_whisperq.backends.transformers_backend import TransformersBackend
     from pytest_whisperq.checks.transcripts import measure_wer
     from pytest_whisperq.data import load_local_dataset
@@ -68,6 +70,7 @@ def test_each_scheme_loads_and_transcribes_in_transformers(scheme_checkpoint, wh
     from pytest_whisperq.models.spec import parse_model_spec
     from pytest_whisperq.resources import default_eval_dir
     from pytest_whisperq.text import english_normalizer
+    from pytest_whisperq.transcript_cache import cached_transcribe
 
     made, path = scheme_checkpoint
     read = [u for u in load_local_dataset(default_eval_dir()) if u.subset == "read_clean"][:4]
@@ -75,7 +78,7 @@ def test_each_scheme_loads_and_transcribes_in_transformers(scheme_checkpoint, wh
     wer = {}
     for role, checkpoint in (("model", path), ("base", whisper_tiny_en_dir)):
         backend = TransformersBackend(ResolvedModel(parse_model_spec(str(checkpoint)), checkpoint), "cpu", "float32", 4)
-        texts = [h.text for h in backend.transcribe(read)]
+        texts = [h.text for h in cached_transcribe(shared_cache, backend, read)[0]]
         wer[role] = measure_wer([u.id for u in read], [u.subset for u in read], [u.text for u in read], texts,
                                 normalizer).wer_percent
         assert all(texts), (role, texts)
