@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from pytest_whisperq.checks.packing import packed_columns
 from pytest_whisperq.checks.quant_config import HEAD, check_ignore_list, model_dtype
-from pytest_whisperq.checks.scheme import PACKED_FORMATS, UNPACKED_FORMATS, tensor_dtype
+from pytest_whisperq.checks.scheme import PACKED_FORMATS, SIXTEEN_BIT, UNPACKED_FORMATS, tensor_dtype
 from pytest_whisperq.errors import CheckpointError
 from pytest_whisperq.results import CheckResult, evidence_list
 
@@ -30,7 +30,6 @@ QUANT_PARAMS = ("weight_packed", "weight_scale", "weight_shape", "weight_zero_po
                 "weight_global_scale", "input_scale", "input_zero_point", "input_global_scale")
 # vLLM loads these as one fused matrix: all of a group must be quantized alike.
 FUSED_GROUPS = {"self_attn": ("q_proj", "k_proj", "v_proj"), "encoder_attn": ("k_proj", "v_proj")}
-SIXTEEN_BIT = ("float16", "bfloat16")
 
 
 @dataclass(frozen=True)

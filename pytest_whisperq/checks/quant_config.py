@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from pytest_whisperq.checks.scheme import QuantArgs, find_quantization_config, model_dtype
+from pytest_whisperq.checks.scheme import SIXTEEN_BIT, QuantArgs, find_quantization_config, model_dtype
 from pytest_whisperq.errors import ConfigError
 from pytest_whisperq.results import CheckResult, evidence_list
 
@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from pytest_whisperq.checks.scheme import Scheme
 
 HEAD = "proj_out"  # Whisper's output head; other models (and mistaken recipes) call theirs lm_head
-SIXTEEN_BIT = ("float16", "bfloat16")
 
 __all__ = ["HEAD", "check_ignore_list", "check_model_dtype", "check_quantization_config", "find_quantization_config",
            "ignore_matches", "model_dtype"]

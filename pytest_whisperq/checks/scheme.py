@@ -14,6 +14,7 @@ from typing import Any
 from pytest_whisperq.errors import ConfigError
 
 AUTO = "auto"
+SIXTEEN_BIT = ("float16", "bfloat16")  # the model dtypes quantized Whisper keeps activations and other tensors in
 # what the suite expects when the checkpoint declares nothing (a dense model): the product's flagship
 DEFAULT_PRESET = "W4A16"
 # compressed-tensors' act-order names; `true` in older configs meant "group"
@@ -116,11 +117,6 @@ class Scheme:
         acts = self.input_activations.describe() if self.input_activations else "16-bit"
         return f"{self.name} (weights {self.weights.describe()}; activations {acts}; {self.format})"
 
-    @property
-    def static_activations(self) -> bool:
-        """Activation scales stored in the checkpoint (computed in calibration) rather than per call."""
-        return self.input_activations is not None and self.input_activations.dynamic is not True
-
     def scale_dtype(self, model_dtype: str) -> str:
         """The safetensors dtype of the weight scales: the scheme's own, else the model's."""
         return self.weights.scale_dtype or tensor_dtype(model_dtype)
@@ -149,23 +145,13 @@ def tensor_dtype(name: str) -> str:
     return {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}.get(name, name)
 
 
-def preset_names() -> list[str]:
-    """compressed-tensors' preset scheme names."""
-    from compressed_tensors.quantization.quant_scheme import PRESET_SCHEMES
-
-    return sorted(PRESET_SCHEMES)
-
-
 def _from_library(name: str, scheme: Any) -> Scheme:
     """A compressed-tensors QuantizationScheme as plain data, with the format compressed-tensors stores it in."""
-    import torch
-    from compressed_tensors.compressors.format import infer_module_format
-
     dumped = scheme.model_dump(mode="json")
-    weights = QuantArgs.from_config(dumped["weights"], f"{name}.weights")
     acts = dumped.get("input_activations")
-    return Scheme(name, weights, QuantArgs.from_config(acts, f"{name}.input_activations") if acts else None,
-                  infer_module_format(torch.nn.Linear, scheme).value)
+    return Scheme(name, QuantArgs.from_config(dumped["weights"], f"{name}.weights"),
+                  QuantArgs.from_config(acts, f"{name}.input_activations") if acts else None,
+                  library_format(dumped["weights"], acts))
 
 
 def preset(name: str) -> Scheme:
