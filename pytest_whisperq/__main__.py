@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from pytest_whisperq.cache import Cache, default_cache_root
-from pytest_whisperq.errors import WhisperqError
+from pytest_whisperq.errors import ConfigError, WhisperqError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +99,17 @@ def _quantize(args: argparse.Namespace) -> int:
            "whisperq_calib_samples": None if args.samples is None else str(args.samples),
            "whisperq_scheme": args.scheme, "whisperq_group_size": args.group_size, "whisperq_actorder": args.actorder,
            "whisperq_cache_dir": None if args.cache_dir is None else str(args.cache_dir)}
-    session = WhisperqSession(build_settings(cli, ini))
+    flags = {"whisperq_base": "BASE", "whisperq_device": "--device", "whisperq_calib_data": "--calib-data",
+             "whisperq_calib_samples": "--samples", "whisperq_scheme": "--scheme", "whisperq_group_size": "--group-size",
+             "whisperq_actorder": "--actorder", "whisperq_cache_dir": "--cache-dir"}
+    try:
+        settings = build_settings(cli, ini)
+    except ConfigError as error:  # name the command's own argument, not the ini key it travelled as
+        message = str(error)
+        for key, flag in flags.items():
+            message = message.replace(f"ini key {key}:", f"{flag}:")
+        raise ConfigError(message) from None
+    session = WhisperqSession(settings)
     produced = session.resolved("model").path
     shutil.copytree(produced, args.out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(MANIFEST_NAME))
     print(args.out)

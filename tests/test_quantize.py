@@ -214,3 +214,15 @@ def test_whisper_base_w4a16_has_the_card_format_and_transcribes(whisper_base_dir
                          [h.text for h in hypotheses], english_normalizer(openai_assets / "english.json"))
     assert all(h.text for h in hypotheses)
     assert report.wer_percent <= 10.0, [(u.id, u.hypothesis) for u in report.worst(3)]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--scheme", "W9A16"], "error: --scheme: unknown quantization scheme 'W9A16'"),
+    (["--samples", "0"], "error: --samples: must be at least 1, got 0"),
+    (["--group-size", "x"], "error: --group-size: 'x' is not an integer"),
+])
+def test_the_quantize_command_names_its_own_bad_argument(args, message, tmp_path, capsys):
+    from pytest_whisperq.__main__ import main
+
+    assert main(["quantize", "whisper-base", str(tmp_path / "out"), *args]) == 2
+    assert capsys.readouterr().err.startswith(message) and not (tmp_path / "out").exists()
