@@ -258,7 +258,13 @@ def run_gptq(base_dir: Path, out_dir: Path, calibration: Sequence[Utterance], re
     except Exception as error:
         raise QuantizeError(f"llm-compressor failed to quantize {base_dir}: {type(error).__name__}: {error}") from error
     saved_dtype = getattr(torch, recipe.dtype)
+    # compressed-tensors keeps FP4's tensor-wide global scales in float32 whatever the model's dtype (as a CUDA run,
+    # which never casts, stores them); the cast to the saved dtype must leave them so
+    global_scales = {name: value.detach().clone() for name, value in model.named_parameters()
+                     if name.endswith("_global_scale")}
     model.to(saved_dtype)
+    for name, value in global_scales.items():
+        model.get_parameter(name).data = value
     model.config.dtype = saved_dtype
     with warnings.catch_warnings():  # llm-compressor's hooks look like offloading to transformers
         warnings.filterwarnings("ignore", message="Attempting to save a model with offloaded modules")

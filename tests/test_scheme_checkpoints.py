@@ -13,6 +13,7 @@ from pytest_whisperq.checks.scheme import resolve_scheme
 from pytest_whisperq.models.tensors import CheckpointTensors
 from pytest_whisperq.quantize import Recipe
 
+pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.slow
 
 # scheme made here -> (declared name, what it stores per Linear beside the scale, a scheme it is not, a deviation named)
@@ -26,6 +27,9 @@ MADE = {
     "FP8": (Recipe(scheme="FP8"), "FP8", "weight", "FP8_DYNAMIC", "input_activations.dynamic: False, expected True"),
     "W4A16-bfloat16": (Recipe(dtype="bfloat16"), "W4A16", "weight_packed", "W4A16_ASYM",
                        "weights.symmetric: True, expected False"),
+    "NVFP4A16": (Recipe(scheme="NVFP4A16"), "NVFP4A16", "weight_packed", "NVFP4",
+                 "input_activations: missing, expected FP4 locally dynamic"),
+    "NVFP4": (Recipe(scheme="NVFP4"), "NVFP4", "weight_packed", "W4A16", "weights.type: 'float', expected 'int'"),
 }
 
 
@@ -144,6 +148,13 @@ MUTATIONS = {  # made scheme, defect -> (edit, the check that owns it, a line of
                                           f"{LAYER}.weight_scale: F16 [1], expected F16 [1536, 1]"),
     ("FP8_DYNAMIC", "scales x3"): (_scales_up, "dequantized_weights_close",
                                    f"{LAYER}: scales 3.000 x what the base's weights give (min-max)"),
+    # the engine itself once cast FP4's global scales to the model's dtype (compressed-tensors keeps them in float32)
+    ("NVFP4", "global scale in float16"): (_cast(f"{LAYER}.weight_global_scale", "float16"), "linears_packed",
+                                           f"{LAYER}.weight_global_scale: F16 [1], expected F32 [1]"),
+    ("NVFP4", "activation global scale missing"): (_drop(f"{LAYER}.input_global_scale"), "linears_packed",
+                                                   f"{LAYER}.input_global_scale: missing, expected F32 [1]"),
+    ("NVFP4A16", "weight global scale missing"): (_drop(f"{LAYER}.weight_global_scale"), "linears_packed",
+                                                  f"{LAYER}.weight_global_scale: missing, expected F32 [1]"),
     ("W4A16-bfloat16", "a layer norm in float16"): (_cast("model.encoder.layer_norm.weight", "float16"),
                                                     "untouched_tensors_layout",
                                                     "model.encoder.layer_norm.weight: F16 [384], expected BF16 [384]"),
@@ -175,3 +186,34 @@ def test_each_scheme_s_defects_are_rejected_by_the_check_that_owns_them(made, de
     expected_others = {"linears_packed": {"dequantized_weights_close", "fused_projections_alike"},
                        "untouched_tensors_layout": {"untouched_tensors_equal"}}.get(owner, set())
     assert set(failed) - {owner} <= expected_others, {n: r.describe() for n, r in failed.items()}
+
+
+# --- the shipped suite, run as a user runs it, on a checkpoint of another scheme ---------------------------------
+
+@pytest.fixture(scope="session")
+def tiny_en_w8a8(whisper_tiny_en_dir: Path, shared_cache) -> Path:
+    """Made outside the pytester test that uses it: pytester drops the modules a test imports (numpy among them)
+    when it ends, and numpy cannot be imported twice in one process."""
+    from pytest_whisperq.data import load_local_dataset
+    from pytest_whisperq.quantize import quantize_checkpoint
+    from pytest_whisperq.resources import default_calib_dir
+
+    return quantize_checkpoint(whisper_tiny_en_dir, "whisper-tiny.en", load_local_dataset(default_calib_dir())[:8],
+                               shared_cache, recipe=MADE["W8A8"][0])
+
+
+@pytest.mark.slow(cost=40)  # seconds: two format-only suite runs (conftest.py)
+def test_the_suite_gates_a_checkpoint_as_the_scheme_it_declares_and_names_another_s_deviations(run_suite,
+                                                                                             tiny_en_w8a8):
+    declared = run_suite(f"--whisperq-model={tiny_en_w8a8}", "--whisperq-base=whisper-tiny.en", "-k", "format")
+    declared.assert_outcomes(passed=13)
+    declared.stdout.fnmatch_lines([
+        "  gated as W8A8 (weights INT8, per channel, act-order static; activations INT8 dynamic, per token; "
+        "int-quantized) [[]declared by the checkpoint[]]",
+        "PASS linears_packed 64/64*", "PASS dequantized_weights_close * x round-to-nearest (limit 2.0 x *"])
+    named = run_suite(f"--whisperq-model={tiny_en_w8a8}", "--whisperq-base=whisper-tiny.en", "--whisperq-scheme=W8A16",
+                      "-k", "format")
+    named.assert_outcomes(passed=11, failed=2)  # the values are still read as declared: fidelity passes
+    named.stdout.fnmatch_lines(["*FAIL quantization_config: *", "*format: 'int-quantized', expected 'pack-quantized'*",
+                                "*FAIL linears_packed: observed 0/64, limit 64/64*"])
+    named.stdout.fnmatch_lines(["  gated as W8A16 (*) [[]--whisperq-scheme[]]"])

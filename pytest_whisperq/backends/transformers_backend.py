@@ -73,7 +73,9 @@ class TransformersBackend:
             raise
         except (OSError, ValueError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as error:
             raise BackendError(f"{model.label}: transformers could not load the checkpoint: {error}") from error
-        self.whisper.to(self.device).eval()
+        # in the dtype asked for: compressed-tensors decompresses some formats into another (NVFP4 into bfloat16,
+        # measured with 0.19), and a float32 run would then fail on its first matmul
+        self.whisper.to(device=self.device, dtype=getattr(torch, self.dtype)).eval()
         self.multilingual = bool(getattr(self.whisper.generation_config, "is_multilingual", False))
 
     def _generate_kwargs(self, language: str, long_form: bool = False) -> dict[str, Any]:
