@@ -107,3 +107,45 @@ def test_the_gpu_check_refuses_a_machine_without_cuda_and_tabulates_a_run(capsys
     table = gpu_check.throughput_table(run)
     assert "| rtfx | 8.0 | 6.0 | 0.750 |" in table
     assert any(line.startswith("throughput_ratio[rtfx]: fail (median 0.75, interval [0.73, 0.77]") for line in table)
+
+
+def test_the_scheme_matrix_gates_each_scheme_and_refuses_its_wrong_declaration(monkeypatch, tmp_path, capsys):
+    """`./dev schemes`: each scheme quantized and gated by the whole suite (pytest arguments passed through), its
+    checkpoint then declared as another scheme, which must fail; the table and exit status say which did not."""
+    import argparse
+    import importlib
+    from pathlib import Path
+
+    import pytest
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "ci"))
+    matrix = importlib.import_module("scheme_matrix")
+    calls = []
+    wrong_outcome = {"ok": False}
+
+    def fake_suite(out, name, python, *args):
+        calls.append((name, args))
+        if "-as-" in name:
+            return 1, {"verdict": "fail", "checks": [{"name": "quantization_config", "observed": 5, **wrong_outcome,
+                                                      "evidence": ["format: 'int-quantized', expected 'pack-quantized'"]}]}, 1.0
+        return 0, {"verdict": "pass", "scheme": {"label": f"{name} (declared)"},
+                   "models": {"model": {"path": f"/made/{name}"}},
+                   "checks": [{"name": "wer_delta[real]", "observed": -0.09, "decision": {"low": -0.26, "high": 0.09}},
+                              {"name": "dequantized_weights_close", "observed": 1.59}]}, 1.0
+
+    monkeypatch.setattr(matrix, "suite", fake_suite)
+    assert matrix.main(["--schemes", "W8A8,W4A16:64:weight", "--out", str(tmp_path), "--whisperq-data=D"]) == 0
+    assert [name for name, _ in calls] == ["W8A8", "W8A8-as-W8A16", "W4A16-G64-weight", "W4A16-G64-weight-as-W4A16_ASYM"]
+    assert {"--whisperq-scheme=W8A8", "--whisperq-data=D"} <= set(calls[0][1])
+    assert {"--whisperq-model=/made/W8A8", "--whisperq-scheme=W8A16", "format"} <= set(calls[1][1])
+    assert {"--whisperq-group-size=64", "--whisperq-actorder=weight"} <= set(calls[2][1])
+    printed = capsys.readouterr().out
+    assert ("| W8A8 | W8A8 (declared) | -0.09 [-0.26, +0.09] | 1.59 x | PASS | fails: 5 deviations, e.g. format: "
+            "'int-quantized', expected 'pack-quantized' |") in printed
+    assert "schemes: all passed, each wrong declaration refused" in printed
+
+    wrong_outcome["ok"] = True  # a checkpoint that passes as a scheme it is not: the matrix fails
+    assert matrix.main(["--schemes", "W8A8", "--out", str(tmp_path)]) == 1
+    assert "NOT as they must be: W8A8" in capsys.readouterr().out
+    with pytest.raises(argparse.ArgumentTypeError, match="W9A9: no other scheme"):
+        matrix.parse_entries("W9A9")
