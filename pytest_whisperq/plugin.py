@@ -97,6 +97,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
+        writer = getattr(reporter, "_tw", None)  # -q's progress dots end without a newline (pytest's own writer)
+        if messages and writer is not None and getattr(writer, "width_of_current_line", 0):
+            writer.line()
         for message in messages:
             reporter.write_line(f"whisperq: {message}")
 

@@ -160,6 +160,9 @@ class WhisperqSession:
         else:
             backend = self._new_backend(resolved, role, name)
         self._backends.append(backend)
+        for caveat in getattr(backend, "caveats", ()):  # e.g. a vLLM server on English-only Whisper
+            if caveat not in self.notes:
+                self.notes.append(caveat)
         return backend
 
     def _check_loadable(self, role: str, resolved: ResolvedModel) -> None:

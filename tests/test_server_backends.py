@@ -54,6 +54,11 @@ def test_vllm_server_backend_starts_serves_and_stops_with_the_session(pytester, 
     result.assert_outcomes(passed=1)
     [pid] = [int(line) for line in pidfile.read_text().split()]
     assert gone(pid), "the server outlived the pytest session"
+    # tiny.en is English-only: a vLLM server prompts it with tokens it never saw, and the run says so
+    result.stdout.fnmatch_lines(["whisperq: whisper-tiny.en* is English-only Whisper, and vLLM's transcription endpoint "
+                                 "prompts every model with language and task tokens * Gate it with "
+                                 "--whisperq-backend=vllm (in-process, which builds the English-only prompt) or "
+                                 "transformers"])
 
 
 BOTH_ROLES = """

@@ -3,6 +3,9 @@ failures whose cause vLLM reports in terms only its developers read."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 MAX_MODEL_LEN = 448  # Whisper's decoder context
 # VLLM_CPU_KVCACHE_SPACE (GiB) unless the user set it: vLLM on CPU reserves 92% of the memory node
 # otherwise and refuses to start on a 24 GB runner.
@@ -49,3 +52,18 @@ def has_int4_weights(config: dict) -> bool:
                if isinstance(group, dict)]
     return any(args.get("num_bits") == 4 and args.get("type", "int") == "int" and not activations
                for args, activations in weights)
+
+
+def is_multilingual(model_dir: Any) -> bool:
+    config = json.loads((model_dir / "config.json").read_text())
+    return int(config.get("vocab_size", 0)) >= 51865
+
+
+def english_only_server_caveat(label: str) -> str:
+    """Why a vLLM server's figures for an English-only checkpoint are not the checkpoint's (docs/backends.md)."""
+    return (f"{label} is English-only Whisper, and vLLM's transcription endpoint prompts every model with language "
+            "and task tokens (<|startoftranscript|><|en|><|transcribe|><|notimestamps|>) that English-only Whisper "
+            "was never trained with (measured on whisper-tiny.en with vLLM 0.32: 2 of 4 read utterances came back "
+            "empty, base and quantized alike): this run's figures are what such a server gives its users, not what "
+            "the checkpoint can do. Gate it with --whisperq-backend=vllm (in-process, which builds the English-only "
+            "prompt) or transformers")

@@ -23,6 +23,7 @@ from pytest_whisperq.backends.vllm_common import (
     NO_CPU_INT4_KERNEL,
     explain,
     has_int4_weights,
+    is_multilingual,
 )
 from pytest_whisperq.errors import BackendError
 from pytest_whisperq.text import CHARACTER_LANGUAGES
@@ -30,11 +31,6 @@ from pytest_whisperq.text import CHARACTER_LANGUAGES
 if TYPE_CHECKING:
     from pytest_whisperq.data import Utterance
     from pytest_whisperq.models.resolve import ResolvedModel
-
-
-def is_multilingual(model_dir: Any) -> bool:
-    config = json.loads((model_dir / "config.json").read_text())
-    return int(config.get("vocab_size", 0)) >= 51865
 
 
 def decoder_prompt(model_dir: Any, language: str, multilingual: bool | None = None) -> str:

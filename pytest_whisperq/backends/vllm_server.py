@@ -17,7 +17,13 @@ from pytest_whisperq import progress
 from pytest_whisperq.backends import quantization_method
 from pytest_whisperq.backends.openai_server import OpenAIServerBackend
 from pytest_whisperq.backends.server import LOOPBACK, ServerProcess, free_port
-from pytest_whisperq.backends.vllm_common import CPU_KV_CACHE_GIB, MAX_MODEL_LEN, explain
+from pytest_whisperq.backends.vllm_common import (
+    CPU_KV_CACHE_GIB,
+    MAX_MODEL_LEN,
+    english_only_server_caveat,
+    explain,
+    is_multilingual,
+)
 from pytest_whisperq.cache import safe_name
 from pytest_whisperq.errors import BackendError
 
@@ -92,6 +98,8 @@ class VllmServerBackend(OpenAIServerBackend):
         self.engine = engine
         self.engine_version = str(engine["vllm"])
         self.quantized = quantization_method(json.loads((self.model.path / "config.json").read_text())) is not None
+        # what the run's report must say about figures from this server (the session adds them to its notes)
+        self.caveats = () if is_multilingual(self.model.path) else (english_only_server_caveat(self.model.label),)
 
     def identity(self) -> dict[str, Any]:
         return {**super().identity(), **self.engine, "concurrency": self.concurrency}
