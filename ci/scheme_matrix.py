@@ -5,8 +5,8 @@ as another scheme, which must fail the format suite naming the deviation. A tabl
 unless every scheme passed and every wrong declaration failed.
 
 Each scheme costs one quantization (cached by content) and one transcription of the data by its checkpoint
-(about 7 minutes for whisper-base on the shipped real and long-form speech on 2 CPU cores; the base's
-transcripts are cached after the first). Arguments after the options go to every suite run, e.g.
+(5 to 11 minutes per whisper-base scheme on the shipped real and long-form speech on 2 CPU cores, measured once
+each; the base's transcripts are cached after the first). Arguments after the options go to every suite run, e.g.
 `./dev schemes --schemes W8A8,FP8_DYNAMIC --whisperq-data=DIR`. docs/format-checks.md has a measured table.
 """
 

@@ -194,3 +194,18 @@ def test_the_in_process_vllm_backend_without_vllm_says_what_to_do(whisper_tiny_e
         pytest.skip("vLLM is installed here: the error path cannot be shown")  # never the case in .ci/run
     with pytest.raises(BackendError, match=r"needs vLLM in this Python environment.*--whisperq-backend=vllm-server"):
         VllmBackend(ResolvedModel(parse_model_spec("whisper-tiny.en"), whisper_tiny_en_dir))
+
+
+def test_only_an_english_only_checkpoint_gets_the_vllm_server_caveat(whisper_tiny_en_dir, whisper_base_dir):
+    """The caveat the session adds to its notes: for whisper-tiny.en (English-only), not for whisper-base."""
+    from pytest_whisperq.backends.vllm_server import VllmServerBackend
+    from pytest_whisperq.models.resolve import ResolvedModel
+    from pytest_whisperq.models.spec import parse_model_spec
+
+    def caveats(path):
+        return VllmServerBackend(ResolvedModel(parse_model_spec(str(path)), path), "http://127.0.0.1:1/v1", "whisper",
+                                 engine={"vllm": "0.32"}).caveats
+
+    [caveat] = caveats(whisper_tiny_en_dir)
+    assert "is English-only Whisper" in caveat and "--whisperq-backend=vllm" in caveat
+    assert caveats(whisper_base_dir) == ()
