@@ -3,7 +3,8 @@ the base again and a data set that shares utterances with an earlier one transcr
 
 A transcriber's store is keyed by everything that decides its transcripts except the data: the checkpoint's
 content hash (weights, config, tokenizer: `cache.checkpoint_fingerprint`, as for the quantize cache), the
-backend's decoding settings (device, dtype, batch size, greedy), the versions of the libraries that run it and
+backend's decoding settings (device, dtype, batch size, greedy; the GPU and CUDA version, or the CPU's model and
+kernel instruction sets: `hardware.py`), the versions of the libraries that run it and
 the plugin's own code that runs the backend. Inside it, each utterance's transcript is keyed by what the
 backend reads of it: its audio samples and the language decoding is forced to (never its id or reference
 text). Change any of these and the entry is simply another one.

@@ -50,6 +50,7 @@ def test_reports_of_a_real_failing_run_hold_its_figures(pytester, tiny_en_w4a16,
     assert run["models"]["model"]["files"]["model.safetensors"] == sha256_file(tiny_en_w4a16 / "model.safetensors")
     assert run["models"]["base"]["spec"] == "whisper-tiny.en"
     assert run["environment"]["libraries"]["transformers"] and run["settings"]["backend"] == "transformers"
+    assert run["environment"]["cpu"]["model"] and run["environment"]["cpu"]["usable_cores"] >= 1
 
     # the figures are the results' own: the failing check's observed delta is the pooled WERs' difference
     real = {role: run["wer"][role]["real"] for role in ("model", "base")}

@@ -56,6 +56,19 @@ def test_whisper_base_transcribes_read_speech(base_backend, read_speech, openai_
     assert all(h.tokens and h.batch_seconds > 0 for h in hypotheses)
 
 
+def test_cpu_transcripts_are_keyed_by_the_processor_s_instruction_sets(base_backend, monkeypatch):
+    """AVX2, AVX-512 and AMX run different kernels, whose rounding greedy decoding can follow: a transcript made on
+    one processor is not reused on another (a cache restored onto another CI runner, say)."""
+    from pytest_whisperq.backends import transformers_backend
+    from pytest_whisperq.hardware import cpu_kernels
+    from pytest_whisperq.transcript_cache import transcriber_inputs
+
+    here = transcriber_inputs(base_backend)
+    assert here["decoding"]["accelerator"] == cpu_kernels() and cpu_kernels()["model"]
+    monkeypatch.setattr(transformers_backend, "cpu_kernels", lambda: {"model": "AMD EPYC", "isa": ["avx2", "fma"]})
+    assert transcriber_inputs(base_backend) != here
+
+
 def test_english_only_model_transcribes_without_language_arguments(whisper_tiny_en_dir, read_speech, openai_assets):
     backend = backend_for(whisper_tiny_en_dir, "whisper-tiny.en")
     assert backend.multilingual is False

@@ -99,12 +99,16 @@ def check_long_form_and_french(run: dict, long_english: int, long_french: int = 
 
 def check_engine_recorded(run: dict, backend: str) -> None:
     """Engine settings as users run vLLM on CPU (eager; max_num_seqs from --whisperq-batch-size), and the
-    environment probed, never a constant "unknown"."""
+    environment probed, never a constant "unknown"; the processor whose instruction sets picked the kernels."""
+    from pytest_whisperq.hardware import cpu_kernels
+
     engines = [b for b in run["backends"] if b["backend"] == backend]
     assert engines, run["backends"]
     for engine in engines:
         assert engine["enforce_eager"] is True and engine["max_num_seqs"] == 8 and engine["device"] == "cpu", engine
         assert engine["vllm"] not in ("", "unknown"), engine
+        assert engine["cpu"] == cpu_kernels(), engine
+    assert run["environment"]["cpu"]["isa"] == cpu_kernels()["isa"]
 
 
 def test_vllm_server_gates_a_checkpoint_against_the_base(pytester, vllm_python, whisper_base_w4a16, whisper_base_dir,

@@ -15,6 +15,7 @@ from pytest_whisperq import progress
 from pytest_whisperq.audio import TARGET_RATE
 from pytest_whisperq.backends import Hypothesis, by_language, quantization_method, require_languages
 from pytest_whisperq.errors import BackendError, WhisperqError
+from pytest_whisperq.hardware import cpu_kernels
 
 if TYPE_CHECKING:
     from pytest_whisperq.data import Utterance
@@ -95,8 +96,10 @@ class TransformersBackend:
     def identity(self) -> dict[str, Any]:
         import torch
 
-        # GPU kernels differ between models and CUDA versions, and fp16 greedy decoding can follow them.
-        accelerator = (torch.cuda.get_device_name(), torch.version.cuda) if self.device == "cuda" else None
+        # Kernels differ between GPU models and CUDA versions, and between CPUs' instruction sets (AVX2, AVX-512,
+        # AMX), and greedy decoding can follow their rounding.
+        accelerator = ((torch.cuda.get_device_name(), torch.version.cuda) if self.device == "cuda"
+                       else cpu_kernels() if self.device == "cpu" else None)
         # the language is per utterance, in the data's fingerprint; long-form decoding is part of the code
         return {"backend": self.name, "device": self.device, "accelerator": accelerator, "dtype": self.dtype,
                 "batch_size": self.batch_size, "multilingual": self.multilingual,

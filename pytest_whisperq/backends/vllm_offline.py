@@ -26,6 +26,7 @@ from pytest_whisperq.backends.vllm_common import (
     is_multilingual,
 )
 from pytest_whisperq.errors import BackendError
+from pytest_whisperq.hardware import cpu_kernels
 from pytest_whisperq.text import CHARACTER_LANGUAGES
 
 if TYPE_CHECKING:
@@ -73,15 +74,15 @@ def missing_cpu_int4_kernel(config: dict) -> bool:
 
 
 def engine_platform() -> dict[str, Any]:
-    """Where this vLLM runs: cpu or cuda, the GPU's name and the CUDA and torch versions (its kernels, and so
-    its greedy transcripts, can differ between them)."""
+    """Where this vLLM runs: cpu or cuda, the GPU's name and the CUDA and torch versions, or the CPU's model
+    and instruction sets (its kernels, and so its speed and greedy transcripts, can differ between them)."""
     import torch
     from vllm.platforms import current_platform
 
     on_cpu = current_platform.is_cpu()
     return {"device": "cpu" if on_cpu else "cuda", "torch": torch.__version__,
             "cuda": None if on_cpu else torch.version.cuda,
-            "gpu": None if on_cpu else torch.cuda.get_device_name()}
+            "gpu": None if on_cpu else torch.cuda.get_device_name(), "cpu": cpu_kernels() if on_cpu else None}
 
 
 class VllmBackend:

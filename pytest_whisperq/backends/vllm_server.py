@@ -26,6 +26,7 @@ from pytest_whisperq.backends.vllm_common import (
 )
 from pytest_whisperq.cache import safe_name
 from pytest_whisperq.errors import BackendError
+from pytest_whisperq.hardware import cpu_kernels
 
 if TYPE_CHECKING:
     from pytest_whisperq.models.resolve import ResolvedModel
@@ -113,9 +114,11 @@ def start_vllm_server(model: ResolvedModel, settings: Settings, log_dir: Path) -
     platform = probe_environment(python)
     port = free_port()
     dtype = settings.dtype  # vLLM's "auto" is the checkpoint's own dtype
-    # CUDA graphs are how vLLM runs on a GPU (and where the INT4 kernels' cost shows); on CPU it runs eager
-    eager = platform["device"] == "cpu"
-    engine = {**platform, "enforce_eager": eager, "max_num_seqs": settings.batch_size}
+    on_cpu = platform["device"] == "cpu"
+    eager = on_cpu  # CUDA graphs are how vLLM runs on a GPU (and where the INT4 kernels' cost shows)
+    # the server runs on this machine: on CPU, this processor's instruction sets pick its kernels
+    engine = {**platform, "cpu": cpu_kernels() if on_cpu else None, "enforce_eager": eager,
+              "max_num_seqs": settings.batch_size}
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GIB)}
     server = ServerProcess(
         f"vLLM server for {model.label} (python {python}; is vllm installed there? see --whisperq-vllm-python)",

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from pytest_whisperq.cache import checkpoint_files, package_versions
+from pytest_whisperq.hardware import cpu_description
 
 if TYPE_CHECKING:
     from pytest_whisperq.checks.throughput import Rounds
@@ -144,7 +145,8 @@ def collect(session: WhisperqSession, exit_status: int, charts: list[str] | None
         "scheme": scheme_record(session),
         "backends": session.backend_identities(),
         "environment": {"python": sys.version.split()[0], "platform": platform.platform(),
-                        "machine": platform.machine(), "libraries": package_versions(LIBRARIES)},
+                        "machine": platform.machine(), "cpu": cpu_description(),
+                        "libraries": package_versions(LIBRARIES)},
         "settings": settings_record(session),
         "wer": {role: wer_record(session, role) for role in ("model", "base")},
         "throughput": throughput,
