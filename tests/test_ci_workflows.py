@@ -109,6 +109,52 @@ def test_the_gpu_check_refuses_a_machine_without_cuda_and_tabulates_a_run(capsys
     assert any(line.startswith("throughput_ratio[rtfx]: fail (median 0.75, interval [0.73, 0.77]") for line in table)
 
 
+def test_the_gpu_check_runs_its_steps_on_cuda_and_rehearses_them_on_cpu(monkeypatch, tmp_path, capsys):
+    """Step 2's W4A16 checkpoint (read from its JSON report) goes to the vLLM steps; float16 on CUDA; on CPU
+    (`--device cpu`, the rehearsal where no GPU is lent) transformers in its default dtype and vLLM in bfloat16;
+    other arguments reach every run; a missing vLLM fails the check, never skips it."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "ci"))
+    gpu_check = importlib.import_module("gpu_check")
+    calls = []
+
+    def fake_suite(out, name, python, *args):
+        calls.append((name, python, args))
+        throughput = {"backend": "vllm-server", "figures": {"requests_per_s": 1.0, "output_tokens_per_s": 20.0,
+                      "rtfx": 8.0, "latency_median_s": 1.0, "latency_p95_s": 2.0}}
+        return 0, {"models": {"model": {"path": "/made/w4a16"}}, "checks": [],
+                   "throughput": {"base": throughput, "model": throughput}}, 1.0
+
+    monkeypatch.setattr(gpu_check, "suite", fake_suite)
+    monkeypatch.delenv("WHISPERQ_VLLM_PYTHON", raising=False)  # ./dev test sets it
+    monkeypatch.setattr(gpu_check, "environment", lambda vllm_python: {"gpu": "NVIDIA H200", "vllm": None})
+    assert gpu_check.main(["--out", str(tmp_path / "cuda"), "--vllm-python", "/v/python", "--whisperq-data=D"]) == 0
+    assert [(name, python) for name, python, _ in calls] == [
+        ("transformers-cuda", gpu_check.sys.executable), ("vllm-server", gpu_check.sys.executable),
+        ("vllm-in-process", "/v/python")]
+    for _, _, args in calls:
+        assert {"--whisperq-data=D", "--whisperq-dtype=float16"} <= set(args)
+    assert "--whisperq-device=cuda" in calls[0][2]
+    assert {"--whisperq-model=/made/w4a16", "--whisperq-backend=vllm-server", "--whisperq-vllm-python=/v/python"} <= set(
+        calls[1][2])
+    printed = capsys.readouterr().out
+    assert "| rtfx | 8.0 | 8.0 | 1.000 |" in printed
+    assert "gpu-check: transformers-cuda ok, vllm-server ok, vllm ok" in printed
+
+    calls.clear()
+    monkeypatch.setattr(gpu_check, "environment", lambda vllm_python: {"gpu": None, "vllm": None})
+    assert gpu_check.main(["--out", str(tmp_path / "cpu"), "--device", "cpu", "--vllm-python", "/v/python"]) == 0
+    assert [name for name, _, _ in calls] == ["transformers-cpu", "vllm-server", "vllm-in-process"]
+    assert "--whisperq-device=cpu" in calls[0][2] and not any(a.startswith("--whisperq-dtype") for a in calls[0][2])
+    assert all("--whisperq-dtype=bfloat16" in args for _, _, args in calls[1:])
+
+    calls.clear()
+    assert gpu_check.main(["--out", str(tmp_path / "no-vllm"), "--device", "cpu"]) == 1
+    assert [name for name, _, _ in calls] == ["transformers-cpu"]
+    assert "vllm FAILED (1)" in capsys.readouterr().out
+
+
 def test_the_scheme_matrix_gates_each_scheme_and_refuses_its_wrong_declaration(monkeypatch, tmp_path, capsys):
     """`./dev schemes`: each scheme quantized and gated by the whole suite (pytest arguments passed through), its
     checkpoint then declared as another scheme, which must fail; the table and exit status say which did not."""
