@@ -58,13 +58,14 @@ def test_a_model_as_fast_as_its_base_round_after_round_passes_with_its_interval(
     assert "over 5 interleaved rounds: median" in result.detail and "(floor 0.8)" in result.detail
     assert result.evidence[0] == "round 1: model 9.756 / base 10.000 = 0.976"
     assert "interval [0.9" in result.describe()
+    assert "PASS: shown above the floor: the lower bound is at or above it" in result.detail
 
 
 def test_a_model_at_half_the_speed_fails_naming_the_rounds():
     result = check_ratio(rounds_of([4.0, 4.2, 3.9], [8.0, 8.5, 7.7]), 0.8)
     assert not result.ok and str(result.outcome) == "fail" and result.observed == pytest.approx(0.5, abs=0.02)
     assert result.interval[1] < 0.8
-    assert "FAIL: shown beyond the limit" in result.detail
+    assert "FAIL: shown below the floor: the upper bound is below it" in result.detail
 
 
 def test_one_round_is_never_a_verdict():

@@ -168,6 +168,13 @@ def t_factor(rounds: int, rule: Rule) -> float:
     return float(t.ppf(1.0 - rule.alpha, rounds - 1)) / rule.z
 
 
+# decide() words its bounds for a lower-is-better figure, here the shortfall; the ratio's run the other way
+RATIO_WORDING = {
+    "shown within the limit: the upper bound is at or below it": "shown above the floor: the lower bound is at or above it",
+    "shown beyond the limit: the lower bound is above it": "shown below the floor: the upper bound is below it",
+}
+
+
 def check_ratio(rounds: Rounds, min_ratio: float, metric: str = "rtfx", rule: Rule = ROUND_RULE) -> CheckResult:
     """The model's figure over the base's, both measured in this run on this machine, judged by the rule:
     the per-round shortfall 100 * (1 - ratio) against the floor's 100 * (1 - min_ratio), so that a model as
@@ -189,7 +196,7 @@ def check_ratio(rounds: Rounds, min_ratio: float, metric: str = "rtfx", rule: Ru
     low, high = 1.0 - decision.high / 100.0, 1.0 - decision.low / 100.0
     detail = (f"model {metric} / base {metric} over {len(ratios)} interleaved rounds: median {median:.3f}, mean "
               f"{1.0 - point / 100.0:.3f}, one-sided {rule.confidence:.0%} bounds [{low:.3f}, {high:.3f}] "
-              f"(floor {min_ratio:g}); {str(decision.outcome).upper()}: {decision.how}")
+              f"(floor {min_ratio:g}); {str(decision.outcome).upper()}: {RATIO_WORDING.get(decision.how, decision.how)}")
     if decision.outcome is Outcome.INCONCLUSIVE:
         more = f"--whisperq-rounds={len(ratios) + (decision.more_units or 1)} or more"
         detail += (f". Too few rounds to show their own spread: run {more}" if len(ratios) < rule.min_units else
