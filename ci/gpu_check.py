@@ -10,8 +10,8 @@
 Each step is a pytest run of the shipped suite writing a JSON report under --out; the exit status is
 non-zero if any step failed. Needs no network when the cache holds the built-in model (docs/gpu.md).
 
-`--device cpu` rehearses the same steps on this machine's CPU (the run's default dtype, vLLM eager as on
-CPU), so that the script is checked end to end where no GPU is lent; its figures are the CPU's. Other
+`--device cpu` rehearses the same steps on this machine's CPU (transformers in the run's default dtype, vLLM
+in bfloat16 and eager, as on CPU), so that the script is checked end to end where no GPU is lent; its figures are the CPU's. Other
 arguments go to every pytest run (e.g. `--whisperq-data=DIR --whisperq-accept-inconclusive`), as in
 `./dev schemes`.
 """
